@@ -1,0 +1,201 @@
+"""`lm-latent run`: one experiment file through every stage of the method.
+
+    data -> tokenizer -> codebook fit -> encode -> mixed fit (per strategy) -> test -> report
+
+Each Lightning stage runs as its own `lm-latent codebook|mixed ...` command on a config file written
+into the run folder, exactly what a user would run by hand; multi-device strategies (DDP on CPU
+processes or GPUs) therefore launch the same way inside and outside the pipeline.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from lm_latent.config import save_yaml, to_plain
+from lm_latent.pipeline.stages import Stage, dir_digest, file_digest
+
+log = logging.getLogger("lm_latent.run")
+
+
+def _cli(*args: str) -> None:
+    """Run an `lm-latent` command in a child process (fresh memory, same interpreter)."""
+    cmd = [sys.executable, "-m", "lm_latent.cli", *map(str, args)]
+    log.info("$ lm-latent %s", " ".join(map(str, args)))
+    env = dict(os.environ)
+    # A child must not inherit a parent's rank variables: it is a fresh launch.
+    for var in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    subprocess.run(cmd, check=True, env=env)
+
+
+def _merge(base: dict, extra: dict | None) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (extra or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+class Pipeline:
+    def __init__(self, cfg: DictConfig, out: str | Path, force: bool = False):
+        self.cfg = to_plain(cfg)
+        self.out = Path(out).resolve()
+        self.force = force
+        self.tb_dir = self.out / "tensorboard"
+
+    def stage(self, name: str, inputs: dict[str, Any]) -> Stage:
+        return Stage(name, self.out / name, inputs, force=self.force)
+
+    # -- data ---------------------------------------------------------------------------------
+    def data(self) -> dict[str, Any]:
+        from lm_latent.data.generators import GENERATORS, write_json
+
+        spec = self.cfg["data"]
+        st = self.stage("data", {"data": spec, "seed": self.cfg["seed"]})
+        if st.is_done():
+            return st.outputs
+        st.begin()
+        files: dict[str, str] = {}
+        gen = spec.get("generate")
+        for split in ("train", "val", "test"):
+            given = spec.get(f"{split}_file")
+            if given:
+                files[split] = str(Path(given).resolve())
+            elif gen and gen.get(split):
+                options_cls, generate = GENERATORS[gen["generator"]]
+                options = options_cls(**gen.get("options", {}))
+                # Distinct, fixed seeds per split: the splits never share a random stream.
+                seed = self.cfg["seed"] * 1000 + {"train": 0, "val": 1, "test": 2}[split]
+                path = st.dir / f"{split}.json"
+                write_json(generate(int(gen[split]), seed, options), path)
+                files[split] = str(path)
+        if "train" not in files:
+            raise ValueError("data: give data.train_file or data.generate.train")
+        digests = {split: file_digest(p) for split, p in files.items()}
+        return st.finish({"dataset": spec["dataset"], "files": files, "digests": digests})
+
+    # -- tokenizer ----------------------------------------------------------------------------
+    def tokenizer(self, data: dict[str, Any]) -> dict[str, Any]:
+        spec = self.cfg["tokenizer"]
+        if spec.get("path"):
+            path = Path(spec["path"]).resolve()
+            return {"dir": str(path), "digest": dir_digest(path)}
+        st = self.stage("tokenizer", {"tokenizer": spec, "train": data["digests"]["train"]})
+        if st.is_done():
+            return st.outputs
+        st.begin()
+        from lm_latent.data.readers import read_examples
+        from lm_latent.data.tokenization import full_text, train_tokenizer
+
+        examples = read_examples(data["dataset"], data["files"]["train"])
+        out = st.dir / "tokenizer"
+        train_tokenizer((full_text(e) for e in examples), out, vocab_size=int(spec.get("vocab_size", 1024)))
+        return st.finish({"dir": str(out), "digest": dir_digest(out)})
+
+    # -- stage 1: codebook --------------------------------------------------------------------
+    def codebook(self, data: dict[str, Any], tok: dict[str, Any]) -> dict[str, Any]:
+        spec = self.cfg["codebook"]
+        st = self.stage("codebook", {"codebook": spec, "data": data["digests"], "tokenizer": tok["digest"]})
+        if st.is_done():
+            return st.outputs
+        resume = st.can_resume() and (st.dir / "checkpoints" / "last.ckpt").is_file()
+        st.begin()
+        st.mark_started()
+        config = _merge(
+            {k: spec.get(k, {}) for k in ("trainer", "model", "data")},
+            {
+                "seed_everything": self.cfg["seed"],
+                "trainer": self._trainer_paths(st, "codebook"),
+                "data": {
+                    "dataset": data["dataset"],
+                    "train_file": data["files"]["train"],
+                    "val_file": data["files"].get("val"),
+                    "tokenizer_dir": tok["dir"],
+                },
+            },
+        )
+        save_yaml(config, st.dir / "config.yaml")
+        _cli("codebook", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []))
+        ckpt = st.dir / "checkpoints" / "last.ckpt"
+        metrics = _last_scalars(self.tb_dir / "codebook")
+        return st.finish({"checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "metrics": metrics})
+
+    def encode(self, data: dict[str, Any], tok: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]:
+        st = self.stage("codes", {"codebook": cb["checkpoint_digest"], "data": data["digests"], "tokenizer": tok["digest"]})
+        if st.is_done():
+            return st.outputs
+        st.begin()
+        files = {}
+        for split in ("train", "val"):
+            if split not in data["files"]:
+                continue
+            out = st.dir / f"{split}.json"
+            _cli(
+                "codebook", "encode", "--checkpoint", cb["checkpoint"], "--dataset", data["dataset"],
+                "--data", data["files"][split], "--tokenizer", tok["dir"], "--cache-dir", st.dir / "cache", "--out", out,
+            )
+            files[split] = str(out)
+        return st.finish({"files": files, "digests": {k: file_digest(v) for k, v in files.items()}})
+
+    # -- stage 2: mixed-token fine-tune, one run per strategy ------------------------------------
+    def mixed(self, strategy: str, data, tok, codes) -> dict[str, Any]:
+        spec = self.cfg["mixed"]
+        block = _merge({k: spec.get(k, {}) for k in ("trainer", "model", "data")}, spec.get("per_strategy", {}).get(strategy))
+        st = self.stage(
+            f"mixed/{strategy}",
+            {"block": block, "strategy": strategy, "data": data["digests"], "tokenizer": tok["digest"], "codes": codes["digests"]},
+        )
+        if st.is_done():
+            return st.outputs
+        resume = st.can_resume() and (st.dir / "checkpoints" / "last.ckpt").is_file()
+        st.begin()
+        st.mark_started()
+        config = _merge(
+            block,
+            {
+                "seed_everything": self.cfg["seed"],
+                "trainer": self._trainer_paths(st, f"mixed_{strategy}"),
+                "data": {
+                    "dataset": data["dataset"],
+                    "train_file": data["files"]["train"],
+                    "val_file": data["files"].get("val"),
+                    "tokenizer_dir": tok["dir"],
+                    "codes_file": codes["files"]["train"],
+                    "val_codes_file": codes["files"].get("val"),
+                    "strategy": strategy,
+                },
+            },
+        )
+        save_yaml(config, st.dir / "config.yaml")
+        _cli("mixed", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []))
+        ckpt = st.dir / "checkpoints" / "last.ckpt"
+        return st.finish({"checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "config": str(st.dir / "config.yaml")})
+
+    def _trainer_paths(self, st: Stage, log_name: str) -> dict[str, Any]:
+        return {
+            "default_root_dir": str(st.dir),
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(self.tb_dir), "name": log_name, "version": ""},
+            },
+        }
+
+
+def _last_scalars(logdir: Path) -> dict[str, float]:
+    """The last value of every scalar tag a stage wrote to TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, float] = {}
+    for events in sorted(logdir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out[tag] = float(acc.Scalars(tag)[-1].value)
+    return out
