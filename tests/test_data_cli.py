@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +196,46 @@ def test_generate_help_lists_options_or_says_generators_are_missing(capsys):
         assert code == 0 and "prosqa" in out
     else:
         assert code == 2 and "lm_latent.data.generators" in err
+
+
+def test_generate_command_with_a_stand_in_generator_module(tmp_path, capsys, monkeypatch):
+    """The command's wiring (flags from the options dataclass, seed, output, read-back), independent
+    of the real generators: a small module with the same interface stands in for them."""
+    import types
+
+    @dataclasses.dataclass(frozen=True)
+    class ChainOptions:
+        """Chains of is-a facts."""
+
+        hops: int = 2
+        subject: str = "Tom"
+
+    def generate(num: int, seed: int, options: ChainOptions) -> list[dict]:
+        return [
+            {
+                "question": f"{options.subject} is a k{seed}x{i}. Is {options.subject} a k{i + options.hops}?",
+                "steps": [f"{options.subject} is a k{i + h}." for h in range(options.hops)],
+                "answer": f"{options.subject} is a k{i + options.hops}.",
+            }
+            for i in range(num)
+        ]
+
+    def write_json(records: list[dict], path) -> None:
+        Path(path).write_text(json.dumps(records))
+
+    fake = types.ModuleType("lm_latent.data.generators")
+    fake.GENERATORS = {"prosqa": (ChainOptions, generate)}
+    fake.write_json = write_json
+    monkeypatch.setitem(sys.modules, "lm_latent.data.generators", fake)
+
+    out = tmp_path / "gen" / "train.json"
+    argv = ["generate", "prosqa", "--num", "4", "--seed", "9", "--out", str(out), "--hops", "3", "--subject", "Ann"]
+    code, stdout, err = run(capsys, argv)
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["examples"] == 4 and report["seed"] == 9
+    assert report["options"] == {"hops": 3, "subject": "Ann"}
+    examples = read_dataset("prosqa", out).examples
+    assert [len(ex.steps) for ex in examples] == [3] * 4 and examples[0].question.startswith("Ann is a k9x0.")
+    code, _, err = run(capsys, ["generate", "prosqa", "--num", "4", "--seed", "9", "--out", str(out), "--hops", "x"])
+    assert code == 2 and "--hops" in err
