@@ -1,0 +1,158 @@
+"""Batched generation over the extended vocabulary (latent codes, delimiters and text).
+
+The model decides by itself whether to open with ``<boLatent>``, how many codes to emit and when to
+switch to text, so decoding is plain autoregressive sampling: batched, LEFT-padded with an attention
+mask (decoder-only models continue from the last position), KV-cached, greedy or top-k. Each result
+is split into what the evaluation needs: the text (latents and delimiters removed), the emitted code
+ids, and the token counts per kind (the paper reports latent + delimiter + text tokens).
+
+    gens = generate(model, tokenizer, [prompt_text(q) for q in questions], latent_vocab)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from lm_latent.mixing.tokens import LatentVocab
+
+
+@dataclass
+class Generation:
+    """One generated continuation (the prompt excluded).
+
+    ``token_ids`` stops at, and excludes, the first EOS/pad; ``text`` decodes the text tokens only;
+    ``codes`` are the emitted latent code ids (0..K-1) in order.
+    """
+
+    text: str
+    token_ids: list[int]
+    codes: list[int]
+    num_latent: int
+    num_delimiter: int
+    num_text: int
+
+    @property
+    def num_tokens(self) -> int:
+        """All generated tokens: latent + delimiter + text (what the paper's length column counts)."""
+        return self.num_latent + self.num_delimiter + self.num_text
+
+
+def split_generated(token_ids: Sequence[int], tokenizer, latent_vocab: LatentVocab | None) -> Generation:
+    """Cut generated ids at the first EOS/pad and split them into codes, delimiters and text."""
+    stop = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    ids: list[int] = []
+    for t in token_ids:
+        t = int(t)
+        if t in stop:
+            break
+        ids.append(t)
+    codes: list[int] = []
+    text_ids: list[int] = []
+    num_delim = 0
+    for t in ids:
+        code = latent_vocab.id_to_code(t) if latent_vocab is not None else None
+        if code is not None:
+            codes.append(code)
+        elif latent_vocab is not None and latent_vocab.is_delimiter(t):
+            num_delim += 1
+        else:
+            text_ids.append(t)
+    text = tokenizer.decode(text_ids, skip_special_tokens=True)
+    return Generation(text, ids, codes, len(codes), num_delim, len(text_ids))
+
+
+def _unwrap(model):
+    # Accept the LightningModule (MixedTokenLM) as well as the bare Hugging Face model.
+    inner = getattr(model, "model", None)
+    return inner if inner is not None and hasattr(inner, "generate") else model
+
+
+def _generation_config(tokenizer, max_new_tokens: int, do_sample: bool, top_k: int | None):
+    from transformers import GenerationConfig
+
+    # Every decoding knob is set explicitly: unset ones would be inherited from the model's own
+    # generation_config (a pretrained model may ship temperature/top_p defaults), which would make the
+    # same call decode differently for different checkpoints.
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        num_beams=1,
+        top_k=(top_k or 0) if do_sample else None,
+        top_p=1.0 if do_sample else None,
+        temperature=1.0 if do_sample else None,
+        repetition_penalty=1.0,
+        use_cache=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    )
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    latent_vocab: LatentVocab | None,
+    max_new_tokens: int = 128,
+    batch_size: int = 32,
+    do_sample: bool = False,
+    top_k: int | None = None,
+    seed: int = 0,
+    synced_gpus: bool = False,
+) -> list[Generation]:
+    """Generate a continuation for every prompt, in the order given.
+
+    ``prompts`` are ``prompt_text(question)`` strings, tokenized exactly as in training (no added
+    special tokens). Prompts are sorted by length before batching so batches carry little padding;
+    results come back in input order. ``do_sample=False`` is greedy; ``do_sample=True`` samples from the
+    full distribution, or from the ``top_k`` most likely tokens when given (the paper uses k=10 for the
+    maze task). Sampling is seeded by ``seed`` without disturbing the caller's global RNG state.
+    ``synced_gpus`` must be True under FSDP/ZeRO-3 so every rank keeps stepping until all finish.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    hf = _unwrap(model)
+    if not prompts:
+        return []
+    device = next(hf.parameters()).device
+    gen_config = _generation_config(tokenizer, max_new_tokens, do_sample, top_k)
+    encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    if any(len(ids) == 0 for ids in encoded):
+        raise ValueError("empty prompt: every prompt must tokenize to at least one token")
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    pad_id = gen_config.pad_token_id
+    results: list[Generation | None] = [None] * len(prompts)
+
+    was_training = hf.training
+    hf.eval()
+    rng_devices = [device] if device.type == "cuda" else []
+    rng_ctx = torch.random.fork_rng(devices=rng_devices) if do_sample else contextlib.nullcontext()
+    try:
+        with rng_ctx:
+            if do_sample:
+                torch.manual_seed(seed)
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                width = max(len(encoded[i]) for i in idx)
+                # Left padding: every row's last real token sits at the same position, where decoding starts.
+                input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+                attention = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    ids = encoded[i]
+                    input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                    attention[row, width - len(ids) :] = 1
+                out = hf.generate(
+                    input_ids=input_ids.to(device),
+                    attention_mask=attention.to(device),
+                    generation_config=gen_config,
+                    synced_gpus=synced_gpus,
+                )
+                for row, i in enumerate(idx):
+                    results[i] = split_generated(out[row, width:].tolist(), tokenizer, latent_vocab)
+    finally:
+        hf.train(was_training)
+    return results  # type: ignore[return-value]

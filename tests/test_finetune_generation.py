@@ -1,0 +1,93 @@
+"""Batched, left-padded, KV-cached generation over the extended vocabulary."""
+
+from __future__ import annotations
+
+import torch
+
+from lm_latent.data.tokenization import load_tokenizer, prompt_text
+from lm_latent.finetune.generation import Generation, generate, split_generated
+from lm_latent.finetune.model import build_model
+from lm_latent.finetune.vocab import extend_vocabulary
+
+LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 256,
+}
+
+QUESTIONS = [
+    "Every wumpus is a yumpus. Tom is a wumpus. Is Tom a yumpus or zumpus?",
+    "What is 3 + 5?",
+    "Natalia sold 12 clips in April and 7 in May. How many clips did she sell?",
+    "Is Sally a gerpus?",
+    "Every rempus is a lempus. Every lempus is a sterpus. Alex is a rempus. Is Alex a sterpus or brimpus?",
+]
+
+
+def _model(tiny_tokenizer, num_codes=8):
+    torch.manual_seed(0)
+    tok = load_tokenizer(tiny_tokenizer)
+    model = build_model(LLAMA, tok)
+    vocab = extend_vocabulary(model, tok, num_codes)
+    return model.eval(), tok, vocab
+
+
+def test_split_generated_counts_codes_delimiters_and_text(tiny_tokenizer):
+    _, tok, vocab = _model(tiny_tokenizer)
+    text_ids = tok("### Tom is a yumpus.", add_special_tokens=False)["input_ids"]
+    ids = [vocab.bo_id, vocab.code_to_id(3), vocab.code_to_id(7), vocab.eo_id, *text_ids, tok.eos_token_id, 5, 6]
+    g = split_generated(ids, tok, vocab)
+    assert g.token_ids == ids[: 4 + len(text_ids)]
+    assert g.codes == [3, 7]
+    assert (g.num_latent, g.num_delimiter, g.num_text) == (2, 2, len(text_ids))
+    assert g.num_tokens == len(g.token_ids)
+    assert g.text == "### Tom is a yumpus."
+    # Without a latent vocabulary every token is text.
+    plain = split_generated(text_ids, tok, None)
+    assert (plain.codes, plain.num_latent, plain.num_text) == ([], 0, len(text_ids))
+
+
+def test_batched_left_padded_generation_equals_one_at_a_time(tiny_tokenizer):
+    model, tok, vocab = _model(tiny_tokenizer)
+    prompts = [prompt_text(q) for q in QUESTIONS]
+    batched = generate(model, tok, prompts, vocab, max_new_tokens=12, batch_size=4)
+    single = generate(model, tok, prompts, vocab, max_new_tokens=12, batch_size=1)
+    assert [g.token_ids for g in batched] == [g.token_ids for g in single]
+    assert all(isinstance(g, Generation) for g in batched)
+    for g in batched:
+        assert len(g.token_ids) <= 12
+        assert g.num_latent + g.num_delimiter + g.num_text == len(g.token_ids)
+        assert g.codes == [vocab.id_to_code(t) for t in g.token_ids if vocab.is_latent(t)]
+        assert tok.eos_token_id not in g.token_ids
+
+
+def test_greedy_matches_manual_argmax_decoding(tiny_tokenizer):
+    model, tok, vocab = _model(tiny_tokenizer)
+    prompt = prompt_text(QUESTIONS[0])
+    (g,) = generate(model, tok, [prompt], vocab, max_new_tokens=6)
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    out = []
+    with torch.no_grad():
+        for _ in range(6):
+            nxt = int(model(torch.tensor([ids + out])).logits[0, -1].argmax())
+            if nxt in (tok.eos_token_id, tok.pad_token_id):
+                break
+            out.append(nxt)
+    assert g.token_ids == out
+
+
+def test_sampling_is_seeded_and_leaves_global_rng_alone(tiny_tokenizer):
+    model, tok, vocab = _model(tiny_tokenizer)
+    prompts = [prompt_text(q) for q in QUESTIONS[:3]]
+    model.train()  # generation switches to eval mode and back
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = generate(model, tok, prompts, vocab, max_new_tokens=8, do_sample=True, top_k=10, seed=7)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = generate(model, tok, prompts, vocab, max_new_tokens=8, do_sample=True, top_k=10, seed=7)
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+    assert model.training is True
