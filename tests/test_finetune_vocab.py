@@ -1,0 +1,131 @@
+"""Vocabulary extension: tying, both matrices when untied, unchanged old logits, new-row init."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lm_latent.data.tokenization import load_tokenizer
+from lm_latent.finetune.model import build_model
+from lm_latent.finetune.vocab import embeddings_tied, extend_vocabulary, load_codebook_vectors
+
+K = 16
+SPECS = {
+    "gpt2": {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 128},
+    "llama_tied": {
+        "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True,
+    },
+    "llama_untied": {
+        "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": False,
+    },
+}
+
+
+def _build(name, tiny_tokenizer):
+    torch.manual_seed(0)
+    tok = load_tokenizer(tiny_tokenizer)
+    return build_model(SPECS[name], tok).eval(), tok
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_extension_keeps_tying_and_old_logits(name, tiny_tokenizer):
+    model, tok = _build(name, tiny_tokenizer)
+    n_old = len(tok)
+    tied_before = embeddings_tied(model)
+    assert tied_before == (name != "llama_untied")
+    ids = torch.randint(0, n_old, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = model(ids).logits
+    old_out = model.get_output_embeddings().weight.detach().clone()
+
+    vocab = extend_vocabulary(model, tok, K)
+
+    assert len(tok) == n_old + K + 2
+    assert (vocab.first_latent_id, vocab.bo_id, vocab.eo_id) == (n_old, n_old + K, n_old + K + 1)
+    assert model.get_input_embeddings().weight.shape[0] == n_old + K + 2
+    assert model.get_output_embeddings().weight.shape[0] == n_old + K + 2
+    assert model.config.vocab_size == n_old + K + 2
+    assert embeddings_tied(model) == tied_before
+    with torch.no_grad():
+        after = model(ids).logits
+    assert after.shape[-1] == n_old + K + 2
+    assert torch.equal(after[..., :n_old], before)
+    assert torch.equal(model.get_output_embeddings().weight[:n_old], old_out)
+    if name == "llama_untied":
+        # Both matrices were extended and initialised from their own rows.
+        inp, out = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+        assert torch.allclose(inp[n_old:], inp[:n_old].mean(0).expand(K + 2, -1))
+        assert torch.allclose(out[n_old:], out[:n_old].mean(0).expand(K + 2, -1))
+
+
+def test_extension_is_idempotent(tiny_tokenizer):
+    model, tok = _build("llama_tied", tiny_tokenizer)
+    v1 = extend_vocabulary(model, tok, K)
+    rows = model.get_input_embeddings().weight.shape[0]
+    v2 = extend_vocabulary(model, tok, K)
+    assert v1 == v2 and model.get_input_embeddings().weight.shape[0] == rows == len(tok)
+
+
+def test_random_init_matches_scale(tiny_tokenizer):
+    model, tok = _build("llama_tied", tiny_tokenizer)
+    n_old = len(tok)
+    old_std = model.get_input_embeddings().weight[:n_old].std().item()
+    extend_vocabulary(model, tok, 64, init="random", seed=3)
+    new = model.get_input_embeddings().weight[n_old:]
+    assert new.std().item() == pytest.approx(old_std, rel=0.1)
+    assert abs(new.mean().item()) < 0.1 * old_std
+
+
+def test_codebook_init_preserves_code_geometry(tiny_tokenizer, tmp_path):
+    model, tok = _build("llama_untied", tiny_tokenizer)
+    n_old = len(tok)
+    gen = torch.Generator().manual_seed(0)
+    codebook = torch.randn(K, 32, generator=gen)
+    codebook[1] = codebook[0] + 0.01  # two near-identical codes
+    # A vector-quantize-pytorch style checkpoint: state_dict key ending in "_codebook.embed", (1, K, D).
+    ckpt = tmp_path / "codebook.ckpt"
+    torch.save({"state_dict": {"quantizer._codebook.embed": codebook[None], "other.weight": torch.ones(3)}}, ckpt)
+    vectors = load_codebook_vectors(ckpt, K)
+    assert torch.equal(vectors, codebook)
+
+    vocab = extend_vocabulary(model, tok, K, init="codebook", codebook_vectors=vectors, seed=0)
+    for matrix in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+        old, mean = matrix[:n_old], matrix[:n_old].mean(0)
+        rows = matrix[vocab.first_latent_id : vocab.first_latent_id + K]
+        # Codes that are close in the codebook start as close tokens; distinct codes stay distinct.
+        d01 = (rows[0] - rows[1]).norm()
+        d02 = (rows[0] - rows[2]).norm()
+        assert d01 < 0.05 * d02
+        # Spread around the mean row equals the existing rows' spread.
+        spread_new = (rows - rows.mean(0)).pow(2).sum(1).mean().sqrt()
+        spread_old = (old - mean).pow(2).sum(1).mean().sqrt()
+        assert spread_new.item() == pytest.approx(spread_old.item(), rel=1e-3)
+        assert torch.allclose(matrix[vocab.bo_id], mean) and torch.allclose(matrix[vocab.eo_id], mean)
+
+
+def test_bad_init_options_are_clear(tiny_tokenizer, tmp_path):
+    model, tok = _build("gpt2", tiny_tokenizer)
+    with pytest.raises(ValueError, match="unknown new-token init"):
+        extend_vocabulary(model, tok, K, init="zeros")
+    with pytest.raises(ValueError, match="needs the codebook vectors"):
+        extend_vocabulary(model, tok, K, init="codebook")
+    with pytest.raises(ValueError, match=r"expected \(16, D\)"):
+        extend_vocabulary(model, tok, K, init="codebook", codebook_vectors=torch.zeros(8, 4))
+    path = tmp_path / "x.pt"
+    torch.save({"state_dict": {"enc.weight": torch.zeros(4, 4)}}, path)
+    with pytest.raises(ValueError, match="no codebook of 16 vectors"):
+        load_codebook_vectors(path, K)
+
+
+def test_model_spec_errors(tiny_tokenizer, tmp_path):
+    tok = load_tokenizer(tiny_tokenizer)
+    with pytest.raises(ValueError, match="either 'pretrained"):
+        build_model({"hidden_size": 8}, tok)
+    with pytest.raises(ValueError, match="smaller than the tokenizer"):
+        build_model({**SPECS["llama_tied"], "vocab_size": 10}, tok)
+    with pytest.raises(FileNotFoundError, match="pretrained directory not found"):
+        build_model({"pretrained": str(tmp_path / "missing")})
+    with pytest.raises(ValueError, match="unknown keys"):
+        build_model({"pretrained": str(tmp_path), "hidden_size": 3})
