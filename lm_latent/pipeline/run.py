@@ -199,3 +199,110 @@ def _last_scalars(logdir: Path) -> dict[str, float]:
         for tag in acc.Tags()["scalars"]:
             out[tag] = float(acc.Scalars(tag)[-1].value)
     return out
+
+
+def _evaluate(self: Pipeline, strategy: str, run: dict[str, Any], data: dict[str, Any], tok: dict[str, Any]) -> dict[str, Any]:
+    """Test-time accuracy of one fine-tuned strategy on every configured eval set."""
+    spec = self.cfg["evaluation"]
+    sets = {name: dict(s, file=_resolve_file(s["file"], data)) for name, s in spec["sets"].items()}
+    st = self.stage(
+        f"eval/{strategy}",
+        {"run": run["checkpoint_digest"], "evaluation": spec, "files": {n: file_digest(s["file"]) for n, s in sets.items()}},
+    )
+    if st.is_done():
+        return st.outputs
+    st.begin()
+    callbacks = []
+    for name, s in sets.items():
+        callbacks.append(
+            {
+                "class_path": "lm_latent.evaluation.callbacks.AccuracyCallback",
+                "init_args": {
+                    "task": s["task"],
+                    "name": name,
+                    "dataset": s.get("dataset", data["dataset"]),
+                    "file": s["file"],
+                    "subset": s.get("subset"),
+                    "max_new_tokens": spec.get("max_new_tokens", 128),
+                    "batch_size": spec.get("batch_size", 32),
+                    "stages": ["test"],
+                    "codebook_checkpoint": spec.get("codebook_checkpoint"),
+                    "results_file": str(st.dir / f"{name}.json"),
+                },
+            }
+        )
+    config = {
+        "trainer": {
+            **self.cfg["mixed"].get("trainer", {}),
+            "default_root_dir": str(st.dir),
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(self.tb_dir), "name": f"eval_{strategy}", "version": ""},
+            },
+            "callbacks": callbacks,
+        },
+    }
+    config = _merge(_load_yaml(run["config"]), config)
+    config["trainer"]["callbacks"] = callbacks  # evaluation callbacks only, no checkpointing
+    save_yaml(config, st.dir / "config.yaml")
+    _cli("mixed", "test", "--config", st.dir / "config.yaml", "--ckpt_path", run["checkpoint"])
+    import json
+
+    rows = {}
+    for name in sets:
+        r = json.loads((st.dir / f"{name}.json").read_text())
+        rows[name] = {
+            "accuracy": r["accuracy"],
+            "mean_generated_tokens": r["mean_tokens"],
+            "mean_latent_tokens": r["mean_latent_tokens"],
+            "n": r["n"],
+            "seconds_per_example": r["seconds_per_example"],
+        }
+    return st.finish(rows)
+
+
+Pipeline.evaluate = _evaluate
+
+
+def _resolve_file(file: str, data: dict[str, Any]) -> str:
+    """`@train`/`@val`/`@test` name the data stage's splits; anything else is a path."""
+    if file.startswith("@"):
+        split = file[1:]
+        if split not in data["files"]:
+            raise KeyError(f"evaluation file '{file}': the data stage has no '{split}' split")
+        return data["files"][split]
+    path = Path(file).expanduser()
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    if not path.is_file():
+        raise FileNotFoundError(f"evaluation file not found: {path}")
+    return str(path.resolve())
+
+
+def _load_yaml(path: str | Path) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def run_experiment(cfg: DictConfig, out: str | Path, force: bool = False) -> dict[str, Any]:
+    """Run every stage (skipping finished ones) and write results.json / results.md / the plot."""
+    from lm_latent.pipeline.report import codebook_summary, write_results
+
+    p = Pipeline(cfg, out, force)
+    p.out.mkdir(parents=True, exist_ok=True)
+    save_yaml(p.cfg, p.out / "config.yaml")
+    data = p.data()
+    tok = p.tokenizer(data)
+    cb = p.codebook(data, tok)
+    codes = p.encode(data, tok, cb)
+    if p.cfg["evaluation"].get("decode_latents", True):
+        p.cfg["evaluation"]["codebook_checkpoint"] = cb["checkpoint"]
+    runs = {}
+    for strategy in p.cfg["mixed"]["strategies"]:
+        run = p.mixed(strategy, data, tok, codes)
+        runs[strategy] = p.evaluate(strategy, run, data, tok)
+    return write_results(
+        p.out, p.cfg["name"], codebook_summary(cb["metrics"]), runs,
+        extra={"tensorboard": str(p.tb_dir), "seed": p.cfg["seed"]},
+    )

@@ -1,0 +1,28 @@
+"""`lm-latent run EXPERIMENT.yaml [--out DIR] [--force] [dotted.overrides=...]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lm-latent run", description=__doc__)
+    parser.add_argument("experiment", help="experiment YAML (see experiments/)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. mixed.trainer.max_epochs=2")
+    parser.add_argument("--out", help="run folder (default: runs/<experiment name>)")
+    parser.add_argument("--force", action="store_true", help="redo every stage even if finished")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+
+    from lm_latent.config import load_experiment
+    from lm_latent.pipeline.run import run_experiment
+
+    cfg = load_experiment(args.experiment, args.overrides)
+    out = Path(args.out or Path("runs") / str(cfg.name))
+    results = run_experiment(cfg, out, force=args.force)
+    print((out / "results.md").read_text())
+    print(f"results: {out / 'results.json'}\ntensorboard: tensorboard --logdir {results['tensorboard']}")
+    return 0
