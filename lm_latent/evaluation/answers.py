@@ -35,6 +35,7 @@ TASK_OF_DATASET: dict[str, str] = {
     "deepmind_mathematics": "math",
     "olympiadbench_math": "math",
     "theoremqa": "math",
+    "metamathqa": "math",
     "prosqa": "prosqa",
     "prontoqa": "prontoqa",
 }

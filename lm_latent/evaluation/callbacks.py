@@ -1,0 +1,341 @@
+"""Accuracy callbacks: generate for an evaluation set at validation/test time, score, log.
+
+One base, :class:`AccuracyCallback`, and one thin subclass per benchmark. At the end of a validation
+(or test) epoch the callback generates answers for its evaluation set, batched and KV-cached, with
+each rank generating a strided shard; scores them with :func:`~lm_latent.evaluation.is_correct`;
+gathers the scores in a :class:`~lm_latent.evaluation.metrics.GenerationAccuracy` (keyed by example,
+so every example counts once on any number of devices); and logs
+
+    <stage>/<name>/accuracy   <stage>/<name>/mean_tokens   <stage>/<name>/mean_latent_tokens
+    <stage>/<name>/n          <stage>/<name>/accuracy_best
+
+plus, on rank 0, a markdown table of sample generations as TensorBoard text (``<stage>/<name>/samples``):
+question, emitted latent codes (decoded back to text when a codebook checkpoint is given), the text
+the model wrote, gold answer and whether it was right. ``last_results`` keeps every example's result.
+
+    callbacks:
+      - class_path: lm_latent.evaluation.callbacks.ProsQAAccuracy
+        init_args: {path: ../shared/data/prosqa/valid.json, subset: 100}
+
+The module must expose ``.model`` (a Hugging Face causal LM), ``.tokenizer`` and ``.latent_vocab``
+(None for a plain model); its own ``.generate(prompts, **kw)`` is used when it has one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from lm_latent.data.example import Example
+from lm_latent.data.tokenization import prompt_text
+from lm_latent.evaluation.answers import TASK_OF_DATASET, is_correct, resolve_task
+from lm_latent.evaluation.metrics import GenerationAccuracy, shard_indices
+
+log = logging.getLogger(__name__)
+
+STAGES = ("val", "test")
+DECODINGS = ("greedy", "top_k")
+# Strategies that shard parameters: every forward pass is a collective, so all ranks must generate
+# the same number of batches and keep stepping until the slowest finishes (synced_gpus).
+_SHARDED_STRATEGIES = {"FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy"}
+
+
+def is_sharded_strategy(strategy: Any) -> bool:
+    """True for FSDP, DeepSpeed and model-parallel strategies (by class name, so neither FSDP nor
+    DeepSpeed has to be importable)."""
+    return any(cls.__name__ in _SHARDED_STRATEGIES for cls in type(strategy).__mro__)
+
+
+class AccuracyCallback(Callback):
+    """Answer accuracy and generated length of a model on one evaluation set.
+
+    Args:
+        task: answer checker (``gsm8k``, ``math``, ``prosqa``, ``prontoqa``) or a dataset name that
+            maps to one (:data:`~lm_latent.evaluation.answers.TASK_OF_DATASET`).
+        path: the evaluation file, read with ``lm_latent.data.readers.read_examples(dataset, path)``.
+        dataset: reader name of the file; defaults to ``task``. Use ``canonical`` for files written by
+            ``write_canonical``.
+        name: the ``<name>`` in logged tags; defaults to ``dataset`` (so MATH-500 logs ``val/math500/..``).
+        subset: evaluate only the first ``subset`` examples (deterministic); None for all.
+        every_n_epochs: during fitting, evaluate after the validation of every n-th epoch
+            (a stand-alone ``validate``/``test`` always evaluates).
+        max_new_tokens, batch_size: generation limits; batch_size is per device.
+        decoding: ``greedy`` or ``top_k`` (sampling from the ``top_k`` most likely tokens, seeded).
+        stages: where to evaluate: ``val`` and/or ``test``.
+        num_samples: rows of the TensorBoard sample table (the first examples of the set); 0 for none.
+        codebook_checkpoint: a stage-1 checkpoint; when given, emitted codes are shown decoded to text.
+        synced_generation: pad shards and pass ``synced_gpus`` to generate; None decides from the
+            strategy (on for FSDP/DeepSpeed/model parallel, off otherwise).
+        examples: evaluate these examples instead of reading ``path`` (for programmatic use).
+    """
+
+    default_dataset: str | None = None
+
+    def __init__(
+        self,
+        task: str,
+        path: str | Path | None = None,
+        dataset: str | None = None,
+        name: str | None = None,
+        subset: int | None = None,
+        every_n_epochs: int = 1,
+        max_new_tokens: int = 128,
+        batch_size: int = 32,
+        decoding: str = "greedy",
+        top_k: int = 10,
+        seed: int = 0,
+        stages: Sequence[str] = ("val", "test"),
+        num_samples: int = 8,
+        codebook_checkpoint: str | Path | None = None,
+        synced_generation: bool | None = None,
+        examples: Sequence[Example] | None = None,
+    ) -> None:
+        super().__init__()
+        self.task = resolve_task(task)
+        self.dataset = dataset or task
+        self.name = name or self.dataset
+        if path is None and examples is None:
+            raise ValueError(f"{type(self).__name__}({self.name}): give the evaluation file `path` (or `examples`)")
+        if subset is not None and subset < 1:
+            raise ValueError(f"subset must be >= 1 or None, got {subset}")
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
+        if isinstance(stages, str):
+            stages = (stages,)
+        bad = [s for s in stages if s not in STAGES]
+        if bad or not stages:
+            raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {list(stages)}")
+        self.path = None if path is None else Path(path)
+        self.subset = subset
+        self.every_n_epochs = every_n_epochs
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.decoding = decoding
+        self.top_k = top_k
+        self.seed = seed
+        self.stages = tuple(stages)
+        self.num_samples = num_samples
+        self.codebook_checkpoint = None if codebook_checkpoint is None else Path(codebook_checkpoint)
+        self.synced_generation = synced_generation
+        self._examples: list[Example] | None = None if examples is None else list(examples)[:subset]
+        self._codebook = None
+        self.best: dict[str, float] = {}
+        self.last_results: list[dict] = []
+        self.last_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(name=self.name, task=self.task)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": dict(self.best)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = {k: float(v) for k, v in state_dict.get("best", {}).items()}
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def examples(self) -> list[Example]:
+        """The evaluation examples (read once, first ``subset`` of the file)."""
+        if self._examples is None:
+            from lm_latent.data.readers import read_examples
+
+            self._examples = read_examples(self.dataset, self.path)[: self.subset]
+            if not self._examples:
+                raise ValueError(f"{self.path}: no {self.dataset} examples to evaluate")
+        return self._examples
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.examples  # fail at start-up, not after the first training epoch, on a bad file
+
+    # ------------------------------------------------------------------ hooks
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if "val" not in self.stages or trainer.sanity_checking:
+            return
+        fitting = trainer.state.fn == "fit"
+        if fitting and (trainer.current_epoch + 1) % self.every_n_epochs != 0:
+            return
+        self.evaluate(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if "test" in self.stages:
+            self.evaluate(trainer, pl_module, "test")
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> dict[str, float]:
+        """Generate, score, gather and log for ``stage``; every rank must call it. Returns the metrics."""
+        examples = self.examples
+        synced = self.synced_generation
+        if synced is None:
+            synced = is_sharded_strategy(trainer.strategy)
+        indices = shard_indices(len(examples), trainer.global_rank, trainer.world_size, pad=synced)
+        # synced_gpus all-reduces a "finished" flag every step: only meaningful with a process group.
+        gens = self._generate(pl_module, [prompt_text(examples[i].question) for i in indices],
+                              synced and trainer.world_size > 1)
+
+        rows = []
+        for i, g in zip(indices, gens):
+            ex = examples[i]
+            rows.append({
+                "index": i, "id": ex.id, "question": ex.question, "gold": ex.answer, "text": g.text,
+                "codes": list(g.codes), "correct": is_correct(self.task, g.text, ex.answer),
+                "num_tokens": g.num_latent + g.num_delimiter + g.num_text, "num_latent": g.num_latent,
+                "num_delimiter": g.num_delimiter, "num_text": g.num_text,
+            })
+
+        metric = GenerationAccuracy().to(pl_module.device)
+        # Always update, even with an empty shard, so the gathered states keep their integer dtype.
+        metric.update([r["index"] for r in rows], [r["correct"] for r in rows],
+                      [r["num_tokens"] for r in rows], [r["num_latent"] for r in rows])
+        values = {k: float(v) for k, v in metric.compute().items()}
+
+        prefix = f"{stage}/{self.name}"
+        if values["n"] > 0:
+            best = max(self.best.get(prefix, float("-inf")), values["accuracy"])
+            self.best[prefix] = best
+            values["accuracy_best"] = best
+            for key, value in values.items():
+                # Already global after compute(): no reduction across devices wanted here.
+                pl_module.log(f"{prefix}/{key}", value, sync_dist=False, on_step=False, on_epoch=True)
+        self.last_metrics = values
+
+        self.last_results = self._gather_results(rows, trainer)
+        if trainer.is_global_zero and self.num_samples > 0:
+            self._log_samples(trainer, pl_module, prefix)
+        return values
+
+    def _generate(self, pl_module: LightningModule, prompts: list[str], synced: bool):
+        kwargs = dict(
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            do_sample=self.decoding == "top_k",
+            top_k=self.top_k if self.decoding == "top_k" else None,
+            seed=self.seed,
+            synced_gpus=synced,
+        )
+        if hasattr(pl_module, "generate"):
+            return pl_module.generate(prompts, **kwargs)
+        from lm_latent.finetune.generation import generate
+
+        return generate(pl_module.model, pl_module.tokenizer, prompts, getattr(pl_module, "latent_vocab", None), **kwargs)
+
+    @staticmethod
+    def _gather_results(rows: list[dict], trainer: Trainer) -> list[dict]:
+        """Every rank's rows, one per example, in evaluation-set order."""
+        gathered = [rows]
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, rows)
+        unique = {}
+        for part in gathered:
+            for r in part:
+                unique.setdefault(r["index"], r)
+        return [unique[i] for i in sorted(unique)]
+
+    # ------------------------------------------------------------------ samples
+
+    def _log_samples(self, trainer: Trainer, pl_module: LightningModule, prefix: str) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers:
+            return
+        table = self.samples_markdown(self.last_results[: self.num_samples], pl_module)
+        for lg in loggers:
+            lg.experiment.add_text(f"{prefix}/samples", table, global_step=trainer.global_step)
+
+    def samples_markdown(self, results: list[dict], pl_module: LightningModule | None = None) -> str:
+        """A markdown table of results: question, latent codes (decoded when possible), output, gold."""
+        header = "| # | question | latent codes | model output | gold | correct |\n|---|---|---|---|---|---|"
+        lines = [header]
+        for r in results:
+            codes = self._codes_cell(r, pl_module)
+            lines.append("| " + " | ".join([
+                str(r["index"]), _cell(r["question"], 400), codes, _cell(r["text"], 600), _cell(r["gold"], 200),
+                "yes" if r["correct"] else "no",
+            ]) + " |")
+        return "\n".join(lines)
+
+    def _codes_cell(self, r: dict, pl_module: LightningModule | None) -> str:
+        if not r["codes"]:
+            return ""
+        shown = " ".join(str(c) for c in r["codes"][:64]) + (" ..." if len(r["codes"]) > 64 else "")
+        decoded = self._decode_codes(r, pl_module)
+        return _cell(shown) if decoded is None else f"{_cell(shown)}<br>*{_cell(decoded, 600)}*"
+
+    def _decode_codes(self, r: dict, pl_module: LightningModule | None) -> str | None:
+        if self.codebook_checkpoint is None or pl_module is None:
+            return None
+        try:
+            from lm_latent.codebook.decode import decode_codes
+
+            if self._codebook is None:
+                from lm_latent.codebook.module import CodebookAutoencoder
+
+                self._codebook = CodebookAutoencoder.load_from_checkpoint(
+                    str(self.codebook_checkpoint), map_location="cpu", weights_only=True
+                ).eval()
+            tok = pl_module.tokenizer
+            prompt_ids = tok(prompt_text(r["question"]), add_special_tokens=False)["input_ids"]
+            return decode_codes(self._codebook, tok, prompt_ids, r["codes"])
+        except Exception as err:  # noqa: BLE001 - a sample view must not stop training
+            log.warning("%s: could not decode latent codes with %s: %s", self.name, self.codebook_checkpoint, err)
+            self.codebook_checkpoint = None  # warn once, then show code ids only
+            return None
+
+
+def _cell(text: str, limit: int = 200) -> str:
+    """Text made safe for one markdown table cell: pipes escaped, newlines as <br>, truncated."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[:limit] + " ..."
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+
+
+class _BenchmarkAccuracy(AccuracyCallback):
+    """A benchmark callback: the checker is fixed, the dataset defaults to the benchmark's own."""
+
+    checker: str = ""
+
+    def __init__(self, path: str | Path | None = None, dataset: str | None = None, **kwargs: Any) -> None:
+        dataset = dataset or self.checker
+        if dataset in TASK_OF_DATASET and TASK_OF_DATASET[dataset] != self.checker:
+            raise ValueError(f"{type(self).__name__} scores {self.checker} answers; dataset {dataset!r} "
+                             f"is checked as {TASK_OF_DATASET[dataset]}")
+        super().__init__(task=self.checker, path=path, dataset=dataset, **kwargs)
+
+
+class GSM8KAccuracy(_BenchmarkAccuracy):
+    """GSM8K: the final number, compared exactly."""
+
+    checker = "gsm8k"
+
+
+class MATHAccuracy(_BenchmarkAccuracy):
+    """MATH and the other math sets (``dataset="math500"``, ``"gaokao2023en"``, ...): the final answer
+    compared by mathematical equivalence."""
+
+    checker = "math"
+
+
+class ProsQAAccuracy(_BenchmarkAccuracy):
+    """ProsQA: Coconut's exact match of the text after the last ``#``."""
+
+    checker = "prosqa"
+
+
+class ProntoQAAccuracy(_BenchmarkAccuracy):
+    """ProntoQA: Coconut's exact match of the text after the last ``#`` (``True``/``False``)."""
+
+    checker = "prontoqa"
