@@ -185,17 +185,17 @@ def test_sharded_strategies_are_recognised():
 
 
 def test_callbacks_check_their_arguments(tmp_path):
-    with pytest.raises(ValueError, match="path"):
+    with pytest.raises(ValueError, match="file"):
         GSM8KAccuracy()
     with pytest.raises(ValueError, match="checked as math"):
-        GSM8KAccuracy(path=tmp_path / "x.jsonl", dataset="math500")
+        GSM8KAccuracy(file=tmp_path / "x.jsonl", dataset="math500")
     with pytest.raises(ValueError, match="decoding"):
-        ProsQAAccuracy(path=tmp_path / "x.json", decoding="beam")
+        ProsQAAccuracy(file=tmp_path / "x.json", decoding="beam")
     with pytest.raises(ValueError, match="stages"):
-        ProsQAAccuracy(path=tmp_path / "x.json", stages=("train",))
-    cb = MATHAccuracy(path=tmp_path / "t.jsonl", dataset="math500", subset=10)
+        ProsQAAccuracy(file=tmp_path / "x.json", stages=("train",))
+    cb = MATHAccuracy(file=tmp_path / "t.jsonl", dataset="math500", subset=10)
     assert (cb.task, cb.dataset, cb.name) == ("math", "math500", "math500")
-    assert AccuracyCallback(task="prontoqa", path=tmp_path / "p.json").name == "prontoqa"
+    assert AccuracyCallback(task="prontoqa", file=tmp_path / "p.json").name == "prontoqa"
 
 
 # ---------------------------------------------------------------- one process
@@ -205,8 +205,8 @@ def test_callback_scores_what_the_model_generates(toy_dir, tmp_path):
     from lm_latent.data.readers import read_examples
     from lm_latent.finetune.generation import generate
 
-    cb = GSM8KAccuracy(path=toy_dir / "eval.jsonl", dataset="canonical", name="toy", max_new_tokens=12,
-                       batch_size=8, stages=("val",))
+    cb = GSM8KAccuracy(file=toy_dir / "eval.jsonl", dataset="canonical", name="toy", max_new_tokens=12,
+                       batch_size=8, stages=("val",), results_file=tmp_path / "out" / "toy.json")
     module = ToyLM(str(toy_dir))
     trainer = _trainer(tmp_path, [cb])
     logged = trainer.validate(module, dataloaders=toy_loader(toy_dir), verbose=False)[0]
@@ -225,6 +225,20 @@ def test_callback_scores_what_the_model_generates(toy_dir, tmp_path):
     assert [r["id"] for r in cb.last_results] == [e.id for e in examples]
     assert cb.best == {"val/toy": pytest.approx(sum(right) / EVAL_SIZE)}
 
+    written = json.loads((tmp_path / "out" / "toy.json").read_text())
+    assert (written["n"], written["stage"], written["task"]) == (EVAL_SIZE, "val", "gsm8k")
+    assert written["accuracy"] == pytest.approx(sum(right) / EVAL_SIZE)
+    assert written["seconds_per_example"] > 0
+    assert [r["text"] for r in written["results"]] == [g.text for g in gens]
+
+    # The test stage is off for this callback; a test-only callback logs under test/.
+    assert "test/toy/accuracy" not in trainer.test(module, dataloaders=toy_loader(toy_dir), verbose=False)[0]
+    test_cb = GSM8KAccuracy(file=toy_dir / "eval.jsonl", dataset="canonical", name="toy", subset=5,
+                            max_new_tokens=12, stages="test")
+    logged = _trainer(tmp_path, [test_cb]).test(module, dataloaders=toy_loader(toy_dir), verbose=False)[0]
+    assert logged["test/toy/n"] == 5
+    assert logged["test/toy/accuracy"] == pytest.approx(sum(right[:5]) / 5)
+
 
 # ---------------------------------------------------------------- two processes (DDP) == one process
 
@@ -236,7 +250,7 @@ from test_eval_callbacks import ToyLM, toy_loader
 from lm_latent.evaluation.callbacks import GSM8KAccuracy
 
 model_dir, devices, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-common = dict(path=model_dir + "/eval.jsonl", dataset="canonical", max_new_tokens=12, num_samples=0)
+common = dict(file=model_dir + "/eval.jsonl", dataset="canonical", max_new_tokens=12, num_samples=0)
 callbacks = [
     GSM8KAccuracy(name="plain", batch_size=8, **common),
     # padded shards + synced_gpus, as under FSDP/DeepSpeed
@@ -284,11 +298,11 @@ def test_short_fit_writes_accuracy_token_and_sample_tags(toy_dir, tmp_path):
     from lightning.pytorch.loggers import TensorBoardLogger
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    callbacks = [GSM8KAccuracy(path=toy_dir / "eval.jsonl", dataset="canonical", name="toy", subset=9,
+    callbacks = [GSM8KAccuracy(file=toy_dir / "eval.jsonl", dataset="canonical", name="toy", subset=9,
                                max_new_tokens=12, num_samples=4)]
     prosqa = DATA / "prosqa" / "valid.json"
     if prosqa.exists():  # the real file through the real reader, when the staged data is there
-        callbacks.append(ProsQAAccuracy(path=prosqa, subset=3, max_new_tokens=6, num_samples=3))
+        callbacks.append(ProsQAAccuracy(file=prosqa, subset=3, max_new_tokens=6, num_samples=3))
     logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
     trainer = _trainer(tmp_path, callbacks, logger=logger, max_epochs=2, limit_train_batches=2,
                        limit_val_batches=1, log_every_n_steps=1)
@@ -312,7 +326,7 @@ def test_short_fit_writes_accuracy_token_and_sample_tags(toy_dir, tmp_path):
 
 def test_best_accuracy_survives_checkpoint_resume(toy_dir, tmp_path):
     def make():
-        return GSM8KAccuracy(path=toy_dir / "eval.jsonl", dataset="canonical", name="toy", subset=7,
+        return GSM8KAccuracy(file=toy_dir / "eval.jsonl", dataset="canonical", name="toy", subset=7,
                              max_new_tokens=12, num_samples=0)
 
     cb = make()
@@ -325,7 +339,7 @@ def test_best_accuracy_survives_checkpoint_resume(toy_dir, tmp_path):
     assert saved[cb.state_key] == {"best": {"val/toy": 0.875}}
 
     # A second instance with another name keeps its own state.
-    resumed, other = make(), GSM8KAccuracy(path=toy_dir / "eval.jsonl", dataset="canonical", name="other")
+    resumed, other = make(), GSM8KAccuracy(file=toy_dir / "eval.jsonl", dataset="canonical", name="other")
     assert resumed.state_key == cb.state_key != other.state_key
     trainer2 = _trainer(tmp_path, [resumed, other], max_epochs=2, limit_train_batches=1, limit_val_batches=1)
     trainer2.fit(ToyLM(str(toy_dir)), train_dataloaders=toy_loader(toy_dir), val_dataloaders=toy_loader(toy_dir),

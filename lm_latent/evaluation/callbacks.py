@@ -15,7 +15,7 @@ the model wrote, gold answer and whether it was right. ``last_results`` keeps ev
 
     callbacks:
       - class_path: lm_latent.evaluation.callbacks.ProsQAAccuracy
-        init_args: {path: ../shared/data/prosqa/valid.json, subset: 100}
+        init_args: {file: ../shared/data/prosqa/valid.json, subset: 100}
 
 The module must expose ``.model`` (a Hugging Face causal LM), ``.tokenizer`` and ``.latent_vocab``
 (None for a plain model); its own ``.generate(prompts, **kw)`` is used when it has one.
@@ -23,7 +23,9 @@ The module must expose ``.model`` (a Hugging Face causal LM), ``.tokenizer`` and
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,7 +58,7 @@ class AccuracyCallback(Callback):
     Args:
         task: answer checker (``gsm8k``, ``math``, ``prosqa``, ``prontoqa``) or a dataset name that
             maps to one (:data:`~lm_latent.evaluation.answers.TASK_OF_DATASET`).
-        path: the evaluation file, read with ``lm_latent.data.readers.read_examples(dataset, path)``.
+        file: the evaluation file, read with ``lm_latent.data.readers.read_examples(dataset, file)``.
         dataset: reader name of the file; defaults to ``task``. Use ``canonical`` for files written by
             ``write_canonical``.
         name: the ``<name>`` in logged tags; defaults to ``dataset`` (so MATH-500 logs ``val/math500/..``).
@@ -70,7 +72,9 @@ class AccuracyCallback(Callback):
         codebook_checkpoint: a stage-1 checkpoint; when given, emitted codes are shown decoded to text.
         synced_generation: pad shards and pass ``synced_gpus`` to generate; None decides from the
             strategy (on for FSDP/DeepSpeed/model parallel, off otherwise).
-        examples: evaluate these examples instead of reading ``path`` (for programmatic use).
+        results_file: after each evaluation rank 0 writes the metrics, ``seconds_per_example`` and
+            every example's result (``last_results``) to this JSON file.
+        examples: evaluate these examples instead of reading ``file`` (for programmatic use).
     """
 
     default_dataset: str | None = None
@@ -78,7 +82,7 @@ class AccuracyCallback(Callback):
     def __init__(
         self,
         task: str,
-        path: str | Path | None = None,
+        file: str | Path | None = None,
         dataset: str | None = None,
         name: str | None = None,
         subset: int | None = None,
@@ -92,14 +96,15 @@ class AccuracyCallback(Callback):
         num_samples: int = 8,
         codebook_checkpoint: str | Path | None = None,
         synced_generation: bool | None = None,
+        results_file: str | Path | None = None,
         examples: Sequence[Example] | None = None,
     ) -> None:
         super().__init__()
         self.task = resolve_task(task)
         self.dataset = dataset or task
         self.name = name or self.dataset
-        if path is None and examples is None:
-            raise ValueError(f"{type(self).__name__}({self.name}): give the evaluation file `path` (or `examples`)")
+        if file is None and examples is None:
+            raise ValueError(f"{type(self).__name__}({self.name}): give the evaluation `file` (or `examples`)")
         if subset is not None and subset < 1:
             raise ValueError(f"subset must be >= 1 or None, got {subset}")
         if every_n_epochs < 1:
@@ -111,7 +116,7 @@ class AccuracyCallback(Callback):
         bad = [s for s in stages if s not in STAGES]
         if bad or not stages:
             raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {list(stages)}")
-        self.path = None if path is None else Path(path)
+        self.file = None if file is None else Path(file)
         self.subset = subset
         self.every_n_epochs = every_n_epochs
         self.max_new_tokens = max_new_tokens
@@ -123,6 +128,7 @@ class AccuracyCallback(Callback):
         self.num_samples = num_samples
         self.codebook_checkpoint = None if codebook_checkpoint is None else Path(codebook_checkpoint)
         self.synced_generation = synced_generation
+        self.results_file = None if results_file is None else Path(results_file)
         self._examples: list[Example] | None = None if examples is None else list(examples)[:subset]
         self._codebook = None
         self.best: dict[str, float] = {}
@@ -149,9 +155,9 @@ class AccuracyCallback(Callback):
         if self._examples is None:
             from lm_latent.data.readers import read_examples
 
-            self._examples = read_examples(self.dataset, self.path)[: self.subset]
+            self._examples = read_examples(self.dataset, self.file)[: self.subset]
             if not self._examples:
-                raise ValueError(f"{self.path}: no {self.dataset} examples to evaluate")
+                raise ValueError(f"{self.file}: no {self.dataset} examples to evaluate")
         return self._examples
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -175,6 +181,7 @@ class AccuracyCallback(Callback):
 
     def evaluate(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> dict[str, float]:
         """Generate, score, gather and log for ``stage``; every rank must call it. Returns the metrics."""
+        start = time.perf_counter()
         examples = self.examples
         synced = self.synced_generation
         if synced is None:
@@ -211,9 +218,28 @@ class AccuracyCallback(Callback):
         self.last_metrics = values
 
         self.last_results = self._gather_results(rows, trainer)
-        if trainer.is_global_zero and self.num_samples > 0:
-            self._log_samples(trainer, pl_module, prefix)
+        seconds = time.perf_counter() - start
+        if trainer.is_global_zero:
+            if self.results_file is not None:
+                self._write_results(stage, values, seconds)
+            if self.num_samples > 0:
+                self._log_samples(trainer, pl_module, prefix)
         return values
+
+    def _write_results(self, stage: str, values: dict[str, float], seconds: float) -> None:
+        n = int(values["n"])
+        record = {
+            "task": self.task, "name": self.name, "dataset": self.dataset,
+            "file": None if self.file is None else str(self.file), "stage": stage,
+            **{k: (int(v) if k == "n" else v) for k, v in values.items()},
+            "seconds": seconds, "seconds_per_example": seconds / n if n else float("nan"),
+            "decoding": self.decoding, "max_new_tokens": self.max_new_tokens,
+            "results": self.last_results,
+        }
+        self.results_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.results_file.with_suffix(self.results_file.suffix + ".tmp")
+        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1))
+        tmp.replace(self.results_file)  # a reader never sees a half-written file
 
     def _generate(self, pl_module: LightningModule, prompts: list[str], synced: bool):
         kwargs = dict(
@@ -308,12 +334,12 @@ class _BenchmarkAccuracy(AccuracyCallback):
 
     checker: str = ""
 
-    def __init__(self, path: str | Path | None = None, dataset: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, file: str | Path | None = None, dataset: str | None = None, **kwargs: Any) -> None:
         dataset = dataset or self.checker
         if dataset in TASK_OF_DATASET and TASK_OF_DATASET[dataset] != self.checker:
             raise ValueError(f"{type(self).__name__} scores {self.checker} answers; dataset {dataset!r} "
                              f"is checked as {TASK_OF_DATASET[dataset]}")
-        super().__init__(task=self.checker, path=path, dataset=dataset, **kwargs)
+        super().__init__(task=self.checker, file=file, dataset=dataset, **kwargs)
 
 
 class GSM8KAccuracy(_BenchmarkAccuracy):
