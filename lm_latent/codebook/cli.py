@@ -1,0 +1,142 @@
+"""`lm-latent codebook ...`: fit, validate, encode and decode the stage-1 codebook.
+
+    lm-latent codebook fit --config experiments/codebook/prosqa_tiny.yaml [--trainer.max_steps 2000]
+    lm-latent codebook fit --config experiments/codebook/prosqa_tiny.yaml --ckpt_path last   # resume
+    lm-latent codebook validate --config experiments/codebook/prosqa_tiny.yaml --ckpt_path last
+    lm-latent codebook encode --checkpoint CKPT --dataset gsm8k --data FILE --tokenizer DIR --cache-dir DIR [--out FILE]
+    lm-latent codebook decode --checkpoint CKPT --tokenizer DIR --prompt "question text" --codes 3,17,5
+
+Several devices: add ``--trainer.devices 2 --trainer.strategy ddp`` (CPU processes or GPUs, one node),
+or launch with ``torchrun --nnodes N --nproc-per-node G -m lm_latent.cli codebook fit ...`` and
+``--trainer.num_nodes N --trainer.devices G``. ``data.global_batch_size`` is the batch over all of
+them; accumulation is derived, so a run means the same on any number of devices.
+
+``fit``/``validate`` are a LightningCLI over :class:`CodebookAutoencoder` and
+:class:`CodebookDataModule` (``model:``/``data:``/``trainer:``/``checkpoint:`` sections, dotted
+overrides). Tokenizer, L, context mode and the prompt/context lengths are given once under ``data:``
+and passed on to the model. Checkpoints go to ``<trainer.default_root_dir>/checkpoints`` (``last.ckpt``
+always, so ``--ckpt_path last`` resumes), TensorBoard logs and the resolved config to
+``<trainer.default_root_dir>/tensorboard``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+DEFAULT_ROOT_DIR = "runs/codebook"
+_LINKED = ("tokenizer_dir", "chunk_size", "context", "max_prompt_tokens", "max_context_tokens")
+
+
+def lightning_cli(argv: list[str], run: bool = True):
+    """The LightningCLI of ``fit``/``validate`` (``run=False``: parse and instantiate only, no subcommand)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lm_latent.codebook.datamodule import CodebookDataModule
+    from lm_latent.codebook.module import CodebookAutoencoder
+
+    class CodebookCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            # A forced callback (not a trainer.callbacks entry a config could drop): resume needs last.ckpt.
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults({"checkpoint.save_last": True, "trainer.default_root_dir": DEFAULT_ROOT_DIR})
+            parser.link_arguments(
+                "trainer.default_root_dir", "checkpoint.dirpath", compute_fn=lambda root: os.path.join(root or ".", "checkpoints")
+            )
+            for key in _LINKED:
+                parser.link_arguments(f"data.{key}", f"model.{key}")
+
+        def instantiate_trainer(self, **kwargs):
+            cfg = self._get(self.config_init, "trainer", default={})
+            if cfg.get("logger") in (None, True):
+                kwargs["logger"] = TensorBoardLogger(save_dir=cfg.get("default_root_dir") or ".", name="tensorboard")
+            return super().instantiate_trainer(**kwargs)
+
+    return CodebookCLI(
+        CodebookAutoencoder,
+        CodebookDataModule,
+        args=argv,
+        run=run,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from lm_latent.codebook.codes_file import save_codes
+    from lm_latent.codebook.encode import encode_dataset
+
+    start = time.perf_counter()
+    table = encode_dataset(
+        args.checkpoint, args.dataset, args.data, args.tokenizer, args.cache_dir, batch_size=args.batch_size, device=args.device
+    )
+    if args.out:
+        save_codes(args.out, table)
+    n_chunks = sum(len(c) for c in table.codes.values())
+    print(
+        f"{len(table.codes)} examples, {n_chunks} chunks, K={table.num_codes}, L={table.chunk_size} "
+        f"in {time.perf_counter() - start:.1f}s" + (f" -> {args.out}" if args.out else "")
+    )
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from lm_latent.codebook.decode import decode_codes
+    from lm_latent.codebook.encode import check_tokenizer, load_codebook
+    from lm_latent.data.tokenization import load_tokenizer, prompt_text
+
+    try:
+        codes = [int(c) for c in args.codes.split(",") if c.strip()]
+    except ValueError:
+        print(f"--codes: expected comma-separated integers, got {args.codes!r}", file=sys.stderr)
+        return 2
+    tokenizer = load_tokenizer(args.tokenizer)
+    model = load_codebook(args.checkpoint, args.device)
+    check_tokenizer(model, tokenizer, args.tokenizer)
+    prompt_ids = tokenizer(prompt_text(args.prompt), add_special_tokens=False)["input_ids"]
+    print(decode_codes(model, tokenizer, prompt_ids, codes))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lm-latent codebook", description="stage 1: the CoT codebook (VQ-VAE)")
+    sub = p.add_subparsers(dest="command", metavar="{fit,validate,encode,decode}")
+    sub.add_parser("fit", help="train (LightningCLI; see `fit --help`)", add_help=False)
+    sub.add_parser("validate", help="validate a checkpoint (LightningCLI)", add_help=False)
+    enc = sub.add_parser("encode", help="a dataset's CoTs -> latent code table (cached)")
+    enc.add_argument("--checkpoint", required=True)
+    enc.add_argument("--dataset", required=True, help="reader name, e.g. gsm8k, prosqa, canonical")
+    enc.add_argument("--data", required=True, help="the dataset file")
+    enc.add_argument("--tokenizer", required=True, help="tokenizer directory the codebook was trained with")
+    enc.add_argument("--cache-dir", required=True)
+    enc.add_argument("--out", help="also write the table here")
+    enc.add_argument("--batch-size", type=int, default=4096, help="chunks per forward pass")
+    enc.add_argument("--device", default="cpu")
+    dec = sub.add_parser("decode", help="code ids + prompt -> CoT text (greedy)")
+    dec.add_argument("--checkpoint", required=True)
+    dec.add_argument("--tokenizer", required=True)
+    dec.add_argument("--prompt", required=True, help="the question (a newline is appended, as in training)")
+    dec.add_argument("--codes", required=True, help="comma-separated code ids, e.g. 3,17,5")
+    dec.add_argument("--device", default="cpu")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("fit", "validate"):
+        lightning_cli(argv)
+        return 0
+    parser = _parser()
+    if not argv:
+        parser.print_help()
+        return 2
+    args = parser.parse_args(argv)
+    return {"encode": _encode, "decode": _decode}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

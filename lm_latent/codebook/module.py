@@ -1,0 +1,268 @@
+"""`CodebookAutoencoder`: the thin LightningModule of stage 1 (losses, metrics, optimizer, logging).
+
+The networks are plain modules in :mod:`lm_latent.codebook.networks`. Loss = reconstruction cross
+entropy + the quantizer's commitment loss. Logged under ``train/`` and ``val/``: reconstruction loss,
+token accuracy, exact-chunk accuracy, codebook usage (share of the K codes used on the epoch), code
+perplexity and dead codes (codes unused on the epoch); validation also logs the token accuracy of the
+same decoder fed *random* codes, the baseline the codes must beat to carry information.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MeanMetric, Metric
+
+from lm_latent.codebook.networks import ChunkAutoencoder, NetworkSizes
+from lm_latent.codebook.quantizer import QuantizerOptions, real_world_is_distributed, vq_library_version
+
+VQ_VERSION_KEY = "vector_quantize_pytorch_version"
+
+
+class CodeUsage(Metric):
+    """How many times each code was chosen (summed over processes): usage, perplexity, dead codes."""
+
+    full_state_update = False
+
+    def __init__(self, num_codes: int) -> None:
+        super().__init__()
+        self.num_codes = num_codes
+        self.add_state("counts", torch.zeros(num_codes, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, codes: Tensor) -> None:
+        self.counts += torch.bincount(codes.reshape(-1).long(), minlength=self.num_codes)
+
+    def compute(self) -> dict[str, Tensor]:
+        counts = self.counts.float()
+        p = counts / counts.sum().clamp(min=1)
+        entropy = -(p * p.clamp(min=1e-12).log()).sum()
+        used = (self.counts > 0).sum()
+        return {"usage": used.float() / self.num_codes, "perplexity": entropy.exp(), "dead_codes": (self.num_codes - used).float()}
+
+
+def chunk_targets(chunk_ids: Tensor, chunk_mask: Tensor, eos_id: int) -> tuple[Tensor, Tensor]:
+    """The decoder's L targets and which count: a chunk's tokens, plus EOS right after a partial chunk."""
+    lengths = chunk_mask.sum(1)
+    L_ = chunk_ids.shape[1]
+    pos = torch.arange(L_, device=chunk_ids.device).unsqueeze(0)
+    is_end = (pos == lengths.unsqueeze(1)) & (lengths.unsqueeze(1) < L_)
+    targets = torch.where(is_end, torch.full_like(chunk_ids, eos_id), chunk_ids)
+    return targets, chunk_mask | is_end
+
+
+class CodebookAutoencoder(L.LightningModule):
+    """Stage 1 of Token Assorted: a VQ-VAE that turns each chunk of L CoT tokens into one code.
+
+    All arguments are saved as hyperparameters, so ``load_from_checkpoint(path)`` alone rebuilds the
+    model. ``vocab_size``/``pad_id``/``eos_id`` are read from ``tokenizer_dir`` when not given (and
+    then saved), so a loaded checkpoint never needs the tokenizer directory to exist.
+
+    Args:
+        tokenizer_dir: the tokenizer the chunks were made with (recorded; read for vocab/pad/eos).
+        chunk_size: L, tokens per chunk (one code per chunk).
+        codebook_size: K, number of codes.
+        code_dim: dimension of the codebook vectors.
+        d_model, n_heads: width and heads of all transformers.
+        encoder_layers, prompt_layers, decoder_layers: depths of f_enc, g and f_dec.
+        dropout: dropout in every transformer layer.
+        pooling: how f_enc and g pool token states to one vector ("mean" or "max").
+        context: "chunk" (default) or "previous_text"; see :class:`~lm_latent.codebook.networks.ChunkAutoencoder`.
+        max_prompt_tokens, max_context_tokens, max_chunks: sizes of the position tables
+            (chunk positions past ``max_chunks`` share the last entry).
+        ema_decay, commitment_weight, kmeans_init, dead_code_threshold: the quantizer's options
+            (:class:`~lm_latent.codebook.quantizer.QuantizerOptions`).
+        kmeans_init_chunks: with ``kmeans_init``, k-means runs on the encoder outputs of this many
+            training chunks per process when training starts (not on one batch, too few for large K).
+        lr, weight_decay: AdamW.
+    """
+
+    def __init__(
+        self,
+        tokenizer_dir: str,
+        chunk_size: int = 16,
+        codebook_size: int = 64,
+        code_dim: int = 64,
+        d_model: int = 128,
+        n_heads: int = 4,
+        encoder_layers: int = 2,
+        prompt_layers: int = 2,
+        decoder_layers: int = 2,
+        dropout: float = 0.0,
+        pooling: Literal["mean", "max"] = "mean",
+        context: Literal["chunk", "previous_text"] = "chunk",
+        max_prompt_tokens: int = 512,
+        max_context_tokens: int = 256,
+        max_chunks: int = 64,
+        ema_decay: float = 0.99,
+        commitment_weight: float = 0.25,
+        kmeans_init: bool = True,
+        kmeans_init_chunks: int = 4096,
+        dead_code_threshold: float = 0.0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        vocab_size: int | None = None,
+        pad_id: int | None = None,
+        eos_id: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if vocab_size is None or pad_id is None or eos_id is None:
+            from lm_latent.data.tokenization import load_tokenizer
+
+            tok = load_tokenizer(tokenizer_dir)
+            self.hparams.vocab_size = vocab_size if vocab_size is not None else len(tok)
+            self.hparams.pad_id = pad_id if pad_id is not None else tok.pad_token_id
+            self.hparams.eos_id = eos_id if eos_id is not None else tok.eos_token_id
+        hp = self.hparams
+        self.sizes = NetworkSizes(
+            vocab_size=hp.vocab_size,
+            chunk_size=chunk_size,
+            d_model=d_model,
+            n_heads=n_heads,
+            encoder_layers=encoder_layers,
+            prompt_layers=prompt_layers,
+            decoder_layers=decoder_layers,
+            dropout=dropout,
+            pooling=pooling,
+            context=context,
+            max_prompt_tokens=max_prompt_tokens,
+            max_context_tokens=max_context_tokens,
+            max_chunks=max_chunks,
+        )
+        self.quantizer_options = QuantizerOptions(
+            codebook_size=codebook_size,
+            code_dim=code_dim,
+            ema_decay=ema_decay,
+            commitment_weight=commitment_weight,
+            kmeans_init=kmeans_init,
+            dead_code_threshold=dead_code_threshold,
+        )
+        # Built for the world as it is now; configure_model() re-checks once the process group exists.
+        self.net = ChunkAutoencoder(self.sizes, self.quantizer_options, sync_codebook=real_world_is_distributed())
+        self.eos_id = int(hp.eos_id)
+        for split in ("train", "val"):
+            setattr(self, f"{split}_usage", CodeUsage(codebook_size))
+        self.val_recon = MeanMetric()
+        self.val_token_acc = MeanMetric()
+        self.val_exact = MeanMetric()
+        self.val_token_acc_random = MeanMetric()
+        self.val_recon_random = MeanMetric()
+
+    def configure_model(self) -> None:
+        # Lightning calls this after creating the process group (and load_from_checkpoint calls it
+        # without one): the codebook's EMA is all-reduced exactly when there really are several ranks.
+        self.net.quantizer = self.net.quantizer.with_sync(real_world_is_distributed())
+
+    def on_train_start(self) -> None:
+        quantizer = self.net.quantizer
+        if quantizer.initialized:  # no k-means init, or resumed from a checkpoint
+            return
+        vectors, n = [], 0
+        with torch.no_grad():
+            for batch in self.trainer.train_dataloader:
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                enc = self.net.encode(batch["chunk_ids"], batch["chunk_mask"], batch.get("context_ids"), batch.get("context_mask"))
+                vectors.append(enc[batch["valid"]])
+                n += len(vectors[-1])
+                if n >= self.hparams.kmeans_init_chunks:
+                    break
+        quantizer.initialize(torch.cat(vectors))
+
+    def _inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        keys = ("prompt_ids", "prompt_mask", "chunk_ids", "chunk_mask", "chunk_pos", "context_ids", "context_mask")
+        return {k: batch[k] for k in keys if k in batch}
+
+    def _reconstruction(self, logits: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        targets, counted = chunk_targets(batch["chunk_ids"], batch["chunk_mask"], self.eos_id)
+        counted = counted & batch["valid"].unsqueeze(1)
+        n_tok = counted.sum()
+        ce = F.cross_entropy(logits[counted].float(), targets[counted]) if n_tok > 0 else logits.sum() * 0
+        correct = (logits.argmax(-1) == targets) & counted
+        exact = (correct | ~counted).all(1)[batch["valid"]]
+        return {
+            "recon_loss": ce,
+            "token_acc": correct.sum() / n_tok.clamp(min=1),
+            "exact_chunk_acc": exact.float().mean() if exact.numel() else ce.new_zeros(()),
+            "num_tokens": n_tok,
+            "num_chunks": exact.new_tensor(exact.numel()),
+        }
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        out = self.net(**self._inputs(batch))
+        r = self._reconstruction(out.logits, batch)
+        loss = r["recon_loss"] + out.commit_loss
+        self.train_usage.update(out.codes[batch["valid"]])
+        bs = int(batch["valid"].sum())
+        log = dict(on_step=True, on_epoch=True, batch_size=bs)
+        self.log("train/loss", loss, prog_bar=True, **log)
+        self.log("train/recon_loss", r["recon_loss"], **log)
+        self.log("train/commit_loss", out.commit_loss, **log)
+        self.log("train/token_acc", r["token_acc"], prog_bar=True, **log)
+        self.log("train/exact_chunk_acc", r["exact_chunk_acc"], **log)
+        threshold = self.quantizer_options.dead_code_threshold
+        if threshold > 0:
+            ema_dead = (self.net.quantizer.cluster_size < threshold).sum().float()
+            self.log("train/ema_dead_codes", ema_dead, on_step=True, on_epoch=False, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        if not self.net.quantizer.initialized:
+            # The sanity check runs before training starts: k-means must not initialise on val data.
+            return
+        inputs = self._inputs(batch)
+        out = self.net(**inputs)
+        r = self._reconstruction(out.logits, batch)
+        self.val_recon.update(r["recon_loss"], r["num_tokens"])
+        self.val_token_acc.update(r["token_acc"], r["num_tokens"])
+        self.val_exact.update(r["exact_chunk_acc"], r["num_chunks"])
+        self.val_usage.update(out.codes[batch["valid"]])
+        # The same decoder fed random codes: what the prompt and position alone give.
+        gen = torch.Generator(device="cpu").manual_seed(batch_idx)
+        random_codes = torch.randint(0, self.quantizer_options.codebook_size, out.codes.shape, generator=gen)
+        rand = self.net(**inputs, codes=random_codes.to(out.codes.device))
+        r_rand = self._reconstruction(rand.logits, batch)
+        self.val_token_acc_random.update(r_rand["token_acc"], r["num_tokens"])
+        self.val_recon_random.update(r_rand["recon_loss"], r["num_tokens"])
+
+    def _log_usage(self, split: str) -> None:
+        metric: CodeUsage = getattr(self, f"{split}_usage")
+        if not metric.update_called:
+            return
+        for name, value in metric.compute().items():  # compute() already sums over processes
+            self.log(f"{split}/code_{name}" if name != "dead_codes" else f"{split}/dead_codes", value, sync_dist=False)
+        metric.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_usage("train")
+
+    def on_validation_epoch_end(self) -> None:
+        keys = {
+            "recon": "recon_loss",
+            "token_acc": "token_acc",
+            "exact": "exact_chunk_acc",
+            "token_acc_random": "token_acc_random_codes",
+            "recon_random": "recon_loss_random_codes",
+        }
+        for name, key in keys.items():
+            metric: MeanMetric = getattr(self, f"val_{name}")
+            if metric.update_called:
+                self.log(f"val/{key}", metric.compute(), prog_bar=name == "token_acc")
+            metric.reset()
+        self._log_usage("val")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[VQ_VERSION_KEY] = vq_library_version()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved, now = checkpoint.get(VQ_VERSION_KEY), vq_library_version()
+        if saved is not None and saved != now:
+            warnings.warn(f"checkpoint was written with vector-quantize-pytorch {saved}, running {now}", stacklevel=2)
+

@@ -1,0 +1,93 @@
+"""Stage-1 data: chunking, padding, prompt truncation, held-out split, batch plan.
+
+Also home of the ProsQA data and tokenizer helpers the other codebook tests share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lm_latent.data.example import Example
+
+def write_prosqa(path: Path, num: int, seed: int) -> Path:
+    """``num`` ProsQA examples from the project's generator, in Coconut's JSON format."""
+    from lm_latent.data.generators import GENERATORS, write_json
+
+    options_cls, generate = GENERATORS["prosqa"]
+    write_json(generate(num, seed, options_cls()), path)
+    return path
+
+
+def prosqa_examples(num: int, seed: int, tmp: Path) -> list[Example]:
+    from lm_latent.data.readers import read_examples
+
+    return read_examples("prosqa", write_prosqa(tmp / f"prosqa-{num}-{seed}.json", num, seed))
+
+
+def train_tiny_tokenizer(out_dir: Path, vocab_size: int = 400) -> Path:
+    """A byte-level BPE trained on whole generated ProsQA samples (as the paper trains on samples)."""
+    import tempfile
+
+    from lm_latent.data.tokenization import full_text, train_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        texts = [full_text(ex) for ex in prosqa_examples(400, 12345, Path(tmp))]
+    train_tokenizer(texts, out_dir, vocab_size=vocab_size)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def prosqa_tokenizer(tmp_path_factory) -> Path:
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer")
+
+
+def test_dataset_yields_every_chunk_with_position_and_padding(tmp_path, prosqa_tokenizer):
+    from lm_latent.codebook.datamodule import ChunkCollator, ChunkDataset
+    from lm_latent.data.tokenization import load_tokenizer, tokenize_examples
+
+    tok = load_tokenizer(prosqa_tokenizer)
+    examples = prosqa_examples(5, 1, tmp_path)
+    tokd, _ = tokenize_examples(tok, examples)
+    ds = ChunkDataset(tokd, chunk_size=8, max_prompt_tokens=10, with_context=True, max_context_tokens=5, pad_to_multiple=4)
+    expected = sum(-(-len(t.cot_ids) // 8) for t in tokd)
+    assert ds.num_real == expected and len(ds) % 4 == 0
+    # Chunks of one example concatenate back to its CoT, in order, with positions 0, 1, ...
+    first = [ds[i] for i in range(ds.num_real) if ds.items[i][0] == 0]
+    assert [it["chunk_pos"] for it in first] == list(range(len(first)))
+    assert sum((it["chunk"] for it in first), []) == list(tokd[0].cot_ids)
+    # Prompt is left-truncated (keeps the question's end); context is the CoT just before the chunk.
+    assert first[1]["prompt"] == list(tokd[0].prompt_ids[-10:])
+    assert first[1]["context"] == list(tokd[0].cot_ids[8 - 5 : 8]) and first[0]["context"] == []
+    batch = ChunkCollator(tok.pad_token_id, 8)([ds[i] for i in range(len(ds))])
+    assert batch["chunk_ids"].shape == (len(ds), 8)
+    last_len = len(tokd[-1].cot_ids) % 8 or 8
+    assert int(batch["chunk_mask"][ds.num_real - 1].sum()) == last_len
+    assert batch["valid"].tolist() == [True] * ds.num_real + [False] * ds.num_padding
+    assert torch.equal(batch["prompt_mask"].sum(1), torch.tensor([len(it["prompt"]) for it in (ds[i] for i in range(len(ds)))]))
+
+
+def test_datamodule_holds_out_whole_examples_and_plans_batches(tmp_path, prosqa_tokenizer):
+    from lm_latent.codebook.datamodule import CodebookDataModule
+
+    data = write_prosqa(tmp_path / "train.json", 40, seed=2)
+    dm = CodebookDataModule("prosqa", str(data), str(prosqa_tokenizer), val_fraction=0.25, global_batch_size=8, micro_batch_size=4)
+    dm.setup("fit")
+    train_ids = {dm.train_set.examples[e].id for e, _ in dm.train_set.items}
+    val_ids = {dm.val_set.examples[e].id for e, _ in dm.val_set.items}
+    assert len(val_ids) == 10 and not train_ids & val_ids
+    assert dm.plan.micro_batch_size == 4 and dm.plan.accumulate_grad_batches == 2
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["chunk_ids"].shape == (4, 16) and "context_ids" not in batch
+
+
+def test_datamodule_names_the_file_without_chains_of_thought(tmp_path, prosqa_tokenizer):
+    from lm_latent.codebook.datamodule import CodebookDataModule
+    from lm_latent.data.readers import write_canonical
+
+    path = write_canonical([Example("q?", (), "1", "x:0", "x")], tmp_path / "empty.jsonl")
+    dm = CodebookDataModule("canonical", str(path), str(prosqa_tokenizer))
+    with pytest.raises(ValueError, match="empty.jsonl: no example has a chain of thought"):
+        dm.setup("fit")

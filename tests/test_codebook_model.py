@@ -1,0 +1,122 @@
+"""The stage-1 networks, quantizer wrapper and LightningModule: shapes, targets, sync rule, checkpoints,
+decoding and the previous-text ablation."""
+
+from __future__ import annotations
+
+import shutil
+
+import lightning as L
+import pytest
+import torch
+
+from lm_latent.codebook.module import CodebookAutoencoder, chunk_targets
+from lm_latent.codebook.networks import ChunkAutoencoder, NetworkSizes
+from lm_latent.codebook.quantizer import Quantizer, QuantizerOptions
+
+TINY = dict(d_model=32, n_heads=2, encoder_layers=1, prompt_layers=1, decoder_layers=1, code_dim=16, codebook_size=16)
+
+
+def _batch(vocab: int = 50, B: int = 6, L_: int = 8, context: bool = False) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    chunk_ids = torch.randint(2, vocab, (B, L_), generator=g)
+    chunk_mask = torch.ones(B, L_, dtype=torch.bool)
+    chunk_mask[-1, 5:] = False  # a partial last chunk
+    chunk_ids[~chunk_mask] = 1
+    batch = {
+        "prompt_ids": torch.randint(2, vocab, (B, 11), generator=g),
+        "prompt_mask": torch.ones(B, 11, dtype=torch.bool),
+        "chunk_ids": chunk_ids,
+        "chunk_mask": chunk_mask,
+        "chunk_pos": torch.arange(B),
+    }
+    if context:
+        batch["context_ids"] = torch.randint(2, vocab, (B, 4), generator=g)
+        batch["context_mask"] = torch.ones(B, 4, dtype=torch.bool)
+        batch["context_mask"][0] = False  # the first chunk has no earlier text
+    return batch
+
+
+@pytest.mark.parametrize("context", ["chunk", "previous_text"])
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_autoencoder_shapes_and_gradients(context, pooling):
+    sizes = NetworkSizes(vocab_size=50, chunk_size=8, d_model=32, n_heads=2, encoder_layers=1, prompt_layers=1,
+                         decoder_layers=1, context=context, pooling=pooling)
+    net = ChunkAutoencoder(sizes, QuantizerOptions(codebook_size=16, code_dim=8, kmeans_init=False))
+    out = net(**_batch(context=context == "previous_text"))
+    assert out.logits.shape == (6, 8, 50) and out.codes.shape == (6,)
+    assert out.codes.dtype == torch.long and int(out.codes.max()) < 16
+    (out.logits.logsumexp(-1).mean() + out.commit_loss).backward()
+    assert net.chunk_encoder.embed.weight.grad.abs().sum() > 0  # gradients pass the quantizer
+    assert torch.isfinite(out.logits).all()
+
+
+def test_targets_end_a_partial_chunk_with_eos_and_mask_the_rest():
+    ids = torch.tensor([[5, 6, 7, 8], [5, 6, 1, 1]])
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    targets, counted = chunk_targets(ids, mask, eos_id=0)
+    assert targets.tolist() == [[5, 6, 7, 8], [5, 6, 0, 1]]
+    assert counted.tolist() == [[True] * 4, [True, True, True, False]]
+
+
+def test_quantizer_sync_follows_the_real_world_size():
+    opts = QuantizerOptions(codebook_size=8, code_dim=4, kmeans_init=False)
+    with pytest.raises(ValueError, match="process group"):
+        Quantizer(16, opts, sync_codebook=True)  # one process: syncing would crash inside all_reduce
+    q = Quantizer(16, opts)
+    assert q.with_sync(False) is q and q.sync_codebook is False
+    with pytest.raises(ValueError, match=r"\[0, 8\)"):
+        q.lookup(torch.tensor([8]))
+    with pytest.raises(ValueError, match="positive|>= 2"):
+        QuantizerOptions(codebook_size=1)
+
+
+def test_quantizer_initializes_kmeans_on_many_vectors_once():
+    q = Quantizer(8, QuantizerOptions(codebook_size=32, code_dim=8, kmeans_init=True))
+    assert not q.initialized
+    x = torch.randn(500, 8)
+    q.initialize(x)
+    assert q.initialized and q.training  # its mode is restored
+    before = q.codebook.clone()
+    q.initialize(torch.randn(500, 8) + 100)  # a second call is a no-op
+    assert torch.equal(before, q.codebook)
+    q.eval()
+    out = q(x[:10])
+    assert torch.equal(out.quantized, q.lookup(out.codes))  # eval-mode output is the code's vector
+
+
+def test_checkpoint_alone_rebuilds_the_model(tmp_path, tiny_tokenizer):
+    tok_dir = tmp_path / "tok"
+    shutil.copytree(tiny_tokenizer, tok_dir)
+    model = CodebookAutoencoder(str(tok_dir), chunk_size=8, **TINY)
+    trainer = L.Trainer(max_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    shutil.rmtree(tok_dir)  # the checkpoint must not need the tokenizer any more
+    loaded = CodebookAutoencoder.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
+    assert loaded.hparams.vocab_size == model.hparams.vocab_size and loaded.hparams.codebook_size == 16
+    assert loaded.net.quantizer.sync_codebook is False
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    ckpt = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    assert ckpt["vector_quantize_pytorch_version"] == "1.32.0"
+
+
+@pytest.mark.parametrize("context", ["chunk", "previous_text"])
+def test_decode_batch_matches_one_by_one_and_stops_at_eos(tiny_tokenizer, context):
+    from lm_latent.codebook.decode import decode_batch, decode_codes
+    from lm_latent.data.tokenization import load_tokenizer
+
+    torch.manual_seed(0)
+    tok = load_tokenizer(tiny_tokenizer)
+    model = CodebookAutoencoder(str(tiny_tokenizer), chunk_size=6, context=context, kmeans_init=False, **{**TINY, "codebook_size": 8})
+    prompts = [tok("Is Tom a wumpus?\n")["input_ids"], tok("What is 3 + 4?\n")["input_ids"]]
+    codes = [[1, 2, 3], [7]]
+    batched = decode_batch(model, prompts, codes)
+    singles = [decode_batch(model, [p], [c])[0] for p, c in zip(prompts, codes)]
+    assert batched == singles
+    assert all(len(ids) <= 6 * len(c) for ids, c in zip(batched, codes))
+    assert model.hparams.eos_id not in sum(batched, [])
+    assert isinstance(decode_codes(model, tok, prompts[0], codes[0]), str)
+    with pytest.raises(ValueError, match="outside the codebook"):
+        decode_batch(model, prompts[:1], [[8]])
