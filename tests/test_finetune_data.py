@@ -1,0 +1,229 @@
+"""MixedTokenDataModule: sequences per epoch, the epoch hand-off, bucketing, multi-process sharding.
+
+Also holds the small synthetic stage-2 inputs (canonical examples, tokenizer, code tables) that the
+other ``test_finetune_*`` files import.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from lm_latent.codebook.codes_file import CodeTable, load_codes, save_codes
+from lm_latent.data.example import Example
+from lm_latent.data.tokenization import load_tokenizer, tokenize_examples
+from lm_latent.finetune.batching import LengthBucketBatchSampler, MixedCollator, pad_share
+from lm_latent.finetune.datamodule import MixedTokenDataModule
+from lm_latent.mixing.sequences import IGNORE_INDEX, build_sequence
+from lm_latent.mixing.strategies import MixingStrategy, choose
+
+K, L = 16, 4
+KINDS = ["wumpus", "yumpus", "zumpus", "rempus", "gerpus", "lempus", "sterpus", "brimpus"]
+NAMES = ["Tom", "Sally", "Alex", "Davis", "Stella"]
+TINY_LLAMA = {
+    "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512,
+}
+
+
+def synthetic_example(i: int, split: str) -> Example:
+    """A ProsQA-shaped example: an is-a chain, 1-4 reasoning steps, a one-sentence answer."""
+    r = random.Random(f"{split}:{i}")
+    chain, who, hops = r.sample(KINDS, 5), r.choice(NAMES), r.randint(1, 4)
+    facts = " ".join(f"Every {a} is a {b}." for a, b in zip(chain, chain[1:]))
+    question = f"{facts} {who} is a {chain[0]}. Is {who} a {chain[hops]} or {r.choice(KINDS)}?"
+    steps = [f"{who} is a {chain[0]}."] + [f"Every {a} is a {b}." for a, b in zip(chain[:hops], chain[1 : hops + 1])]
+    return Example(question, tuple(steps), f"{who} is a {chain[hops]}.", f"{split}-{i}", "canonical")
+
+
+def write_stage2_inputs(out: Path, tokenizer_dir: Path, n_train: int = 96, n_val: int = 24) -> dict[str, str]:
+    """Canonical train/val files and code tables (random codes, one per chunk, as stage 1 writes)."""
+    from lm_latent.data.readers import write_canonical
+
+    out.mkdir(parents=True, exist_ok=True)
+    tok = load_tokenizer(tokenizer_dir)
+    files = {"tokenizer_dir": str(tokenizer_dir)}
+    for split, n in (("train", n_train), ("val", n_val)):
+        examples = [synthetic_example(i, split) for i in range(n)]
+        write_canonical(examples, out / f"{split}.jsonl")
+        tokenized, _ = tokenize_examples(tok, examples)
+        rng = random.Random(split)
+        codes = {t.id: [rng.randrange(K) for _ in t.chunks(L)] for t in tokenized}
+        save_codes(out / f"codes_{split}.json", CodeTable(K, L, codes))
+        files[f"{split}_file"] = str(out / f"{split}.jsonl")
+        files[f"{split}_codes"] = str(out / f"codes_{split}.json")
+    return files
+
+
+def datamodule(files: dict[str, str], **kwargs) -> MixedTokenDataModule:
+    args = dict(
+        dataset="canonical", train_file=files["train_file"], tokenizer_dir=files["tokenizer_dir"],
+        codes_file=files["train_codes"], val_file=files["val_file"], val_codes_file=files["val_codes"],
+        global_batch_size=8, seed=0,
+    )
+    args.update(kwargs)
+    return MixedTokenDataModule(**args)
+
+
+@pytest.fixture(scope="module")
+def stage2_files(tmp_path_factory, tiny_tokenizer) -> dict[str, str]:
+    return write_stage2_inputs(tmp_path_factory.mktemp("stage2"), tiny_tokenizer)
+
+
+def _setup(files, **kwargs) -> MixedTokenDataModule:
+    dm = datamodule(files, **kwargs)
+    dm.setup("fit")
+    return dm
+
+
+def _seen(loader, epoch: int) -> dict[str, int]:
+    """Iterate a loader as Lightning does for ``epoch`` (set_epoch on its samplers); id -> k seen."""
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    _set_sampler_epoch(loader, epoch)
+    seen: dict[str, int] = {}
+    for batch in loader:
+        for ex_id, k in zip(batch["ids"], batch["k"].tolist()):
+            seen[ex_id] = k
+    return seen
+
+
+def test_items_are_the_mixed_sequences_of_their_epoch(stage2_files):
+    dm = datamodule(stage2_files)
+    dm.setup("fit")
+    ds = dm.train_set
+    assert dm.num_codes == K and dm.chunk_size == L and len(dm.tokenizer) == dm.latent_vocab.eo_id + 1
+    codes = load_codes(stage2_files["train_codes"]).codes
+    for epoch in (0, 3):
+        for i in range(0, len(ds), 7):
+            ex = ds.examples[i]
+            r = choose(MixingStrategy("latent_ar"), ex.id, ex.num_full_chunks(L), L, 0, epoch)
+            item = ds[(i, epoch)]
+            assert (item["input_ids"], item["labels"]) == build_sequence(ex, codes[ex.id], r.k, dm.latent_vocab, L)
+            assert item["k"] == r.k and item["id"] == ex.id
+            assert len(item["input_ids"]) == ds.lengths(epoch)[i]
+    # Validation draws with a fixed epoch: val/loss compares across epochs.
+    assert dm.val_set[(0, 0)] == dm.val_set[(0, 5)]
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_epoch_reaches_the_dataset_through_the_sampler(stage2_files, num_workers):
+    dm = datamodule(stage2_files, num_workers=num_workers)
+    dm.setup("fit")
+    loader = dm.make_loader(dm.train_set, train=True)
+    strategy = MixingStrategy("latent_ar")
+    for epoch in (0, 1, 2):  # persistent workers keep their dataset copy: the epoch must come with the indices
+        seen = _seen(loader, epoch)
+        assert len(seen) == len(dm.train_set)
+        expected = {ex.id: choose(strategy, ex.id, ex.num_full_chunks(L), L, 0, epoch).k for ex in dm.train_set.examples}
+        assert seen == expected
+
+
+def _rank_worker(rank: int, files: dict, epoch: int, out: str) -> None:
+    dm = datamodule(files)
+    dm.setup("fit")
+    loader = dm.make_loader(dm.train_set, train=True, world_size=2, rank=rank)
+    seen, batches = {}, 0
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    _set_sampler_epoch(loader, epoch)
+    for batch in loader:
+        batches += 1
+        seen.update(zip(batch["ids"], batch["k"].tolist()))
+    Path(out).write_text(json.dumps({"seen": seen, "batches": batches}))
+
+
+def test_two_processes_see_the_same_k_as_one(stage2_files, tmp_path):
+    epoch = 4
+    dm = _setup(stage2_files)
+    single = _seen(dm.make_loader(dm.train_set, train=True), epoch)
+    outs = [str(tmp_path / f"rank{r}.json") for r in range(2)]
+    ctx = torch.multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_rank_worker, args=(r, stage2_files, epoch, outs[r])) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    ranks = [json.loads(Path(o).read_text()) for o in outs]
+    assert ranks[0]["batches"] == ranks[1]["batches"]  # DDP needs equal step counts
+    union: dict[str, int] = {}
+    for r in ranks:
+        for ex_id, k in r["seen"].items():
+            assert union.setdefault(ex_id, k) == k
+    assert union == single
+    assert set(ranks[0]["seen"]).isdisjoint(ranks[1]["seen"])  # 96 examples split evenly, no padding
+
+
+
+def test_bucketing_cuts_padding_and_covers_every_sample(stage2_files):
+    dm = _setup(stage2_files, megabatch_batches=8)
+    ds = dm.train_set
+    loader = dm.make_loader(ds, train=True)
+    sampler: LengthBucketBatchSampler = loader.batch_sampler
+    sampler.set_epoch(1)
+    batches = sampler.batches()
+    assert sorted(i for b in batches for i in b) == list(range(len(ds)))
+    assert all(len(b) == 8 for b in batches)
+    report = dm.padding_report(epoch=1)
+    lengths = ds.lengths(1)
+    assert report["bucketed"] == pytest.approx(pad_share(batches, lengths))
+    assert report["bucketed"] < 0.5 * report["unsorted"]
+    # Batch order is shuffled, not sorted by length through the epoch.
+    maxima = [max(lengths[i] for i in b) for b in batches]
+    assert maxima != sorted(maxima) and maxima != sorted(maxima, reverse=True)
+
+
+def test_collator_pads_right_and_masks_labels():
+    collate = MixedCollator(pad_id=1, pad_to_multiple_of=4)
+    batch = collate([
+        {"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "k": 0, "id": "a"},
+        {"input_ids": [5, 6, 7, 8, 9], "labels": [-100, -100, 7, 8, 9], "k": 2, "id": "b"},
+    ])
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 1, 1, 1, 1, 1], [5, 6, 7, 8, 9, 1, 1, 1]]
+    assert batch["labels"][0].tolist() == [-100, 6, 7] + [IGNORE_INDEX] * 5
+    assert batch["attention_mask"].sum(1).tolist() == [3, 5]
+    assert batch["k"].tolist() == [0, 2] and batch["ids"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("strategy", ["cot", "sol_only", "all_replace"])
+def test_strategy_is_one_switch(stage2_files, strategy):
+    dm = _setup(stage2_files, strategy=strategy)
+    ds = dm.train_set
+    for i in range(0, len(ds), 11):
+        ex, item = ds.examples[i], ds[(i, 0)]
+        if strategy == "cot":
+            assert item["input_ids"] == list(ex.prompt_ids) + list(ex.cot_ids) + list(ex.answer_ids)
+        elif strategy == "sol_only":
+            assert item["input_ids"] == list(ex.prompt_ids) + list(ex.answer_ids)
+        else:
+            assert item["k"] == ex.num_full_chunks(L)
+
+
+def test_baselines_need_no_codes_file(stage2_files):
+    dm = _setup(stage2_files, strategy="cot", codes_file=None, val_codes_file=None)
+    assert dm.num_codes == 0 and dm.latent_vocab is None
+    assert Counter(dm.train_set[(i, 0)]["k"] for i in range(len(dm.train_set))) == {0: len(dm.train_set)}
+
+
+def test_code_problems_are_reported_with_file_and_id(stage2_files, tmp_path):
+    table = load_codes(stage2_files["train_codes"])
+    codes = dict(table.codes)
+    first = next(iter(codes))
+    short = dict(codes, **{first: codes[first][:1]})
+    save_codes(tmp_path / "short.json", CodeTable(K, L, short))
+    with pytest.raises(ValueError, match=rf"short.json: example '{first}' has 1 codes but its CoT is"):
+        _setup(stage2_files, codes_file=str(tmp_path / "short.json"))
+    del codes[first]
+    save_codes(tmp_path / "missing.json", CodeTable(K, L, codes))
+    with pytest.raises(ValueError, match=r"missing.json: no codes for 1 of 96 examples"):
+        _setup(stage2_files, codes_file=str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="codes_file is required by strategy 'latent_ar'"):
+        datamodule(stage2_files, codes_file=None)
+    with pytest.raises(ValueError, match="chunk_size=8 differs"):
+        _ = datamodule(stage2_files, chunk_size=8).chunk_size
