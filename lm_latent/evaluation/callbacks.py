@@ -88,7 +88,7 @@ class AccuracyCallback(Callback):
         subset: int | None = None,
         every_n_epochs: int = 1,
         max_new_tokens: int = 128,
-        batch_size: int = 32,
+        batch_size: int = 64,
         decoding: str = "greedy",
         top_k: int = 10,
         seed: int = 0,
