@@ -347,3 +347,22 @@ def test_best_accuracy_survives_checkpoint_resume(toy_dir, tmp_path):
     assert resumed.best["val/toy"] == 0.875  # epoch 2 was evaluated, and did not beat the restored best
     assert trainer2.callback_metrics["val/toy/accuracy_best"] == pytest.approx(0.875)
     assert trainer2.callback_metrics["val/toy/accuracy"] < 0.875
+
+
+def test_callback_drives_the_stage2_module(toy_dir, tmp_path):
+    """With the real MixedTokenLM (its own .generate), the same weights give the same numbers."""
+    from transformers import LlamaForCausalLM
+
+    from lm_latent.finetune.module import MixedTokenLM
+
+    mixed = MixedTokenLM({"pretrained": str(toy_dir)}, num_codes=NUM_CODES)
+    # Extending the vocabulary re-initialises the latent rows; put the trained ones back.
+    mixed.model.load_state_dict(LlamaForCausalLM.from_pretrained(str(toy_dir)).state_dict())
+    runs = {}
+    for name, module in (("mixed", mixed), ("stand_in", ToyLM(str(toy_dir)))):
+        cb = GSM8KAccuracy(file=toy_dir / "eval.jsonl", dataset="canonical", name="toy", subset=11,
+                           max_new_tokens=12, num_samples=0)
+        logged = _trainer(tmp_path, [cb]).validate(module, dataloaders=toy_loader(toy_dir), verbose=False)[0]
+        runs[name] = ({k: v for k, v in logged.items() if k.startswith("val/toy/")}, cb.last_results)
+    assert runs["mixed"] == runs["stand_in"]
+    assert runs["mixed"][0]["val/toy/n"] == 11
