@@ -22,6 +22,7 @@ from lm_latent.evaluation.callbacks import (
     GSM8KAccuracy,
     MATHAccuracy,
     ProsQAAccuracy,
+    _cell,
     is_sharded_strategy,
 )
 from lm_latent.evaluation.metrics import GenerationAccuracy, shard_indices
@@ -366,3 +367,31 @@ def test_callback_drives_the_stage2_module(toy_dir, tmp_path):
         runs[name] = ({k: v for k, v in logged.items() if k.startswith("val/toy/")}, cb.last_results)
     assert runs["mixed"] == runs["stand_in"]
     assert runs["mixed"][0]["val/toy/n"] == 11
+
+
+def test_sample_table_shows_codes_decoded_by_the_codebook(toy_dir, tmp_path):
+    from lm_latent.codebook.decode import decode_codes
+    from lm_latent.codebook.module import CodebookAutoencoder
+
+    torch.manual_seed(0)
+    codebook = CodebookAutoencoder(str(toy_dir), chunk_size=4, codebook_size=NUM_CODES, code_dim=16, d_model=32,
+                                   n_heads=2, encoder_layers=1, prompt_layers=1, decoder_layers=1, kmeans_init=False)
+    holder = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, default_root_dir=str(tmp_path))
+    holder.strategy.connect(codebook)
+    holder.save_checkpoint(str(tmp_path / "codebook.ckpt"))
+
+    cb = GSM8KAccuracy(file=toy_dir / "eval.jsonl", dataset="canonical", name="toy", subset=12,
+                       max_new_tokens=12, codebook_checkpoint=tmp_path / "codebook.ckpt")
+    module = ToyLM(str(toy_dir))
+    _trainer(tmp_path, [cb]).validate(module, dataloaders=toy_loader(toy_dir), verbose=False)
+    with_codes = [r for r in cb.last_results if r["codes"]]
+    assert with_codes, "the toy model answers some sums in latent codes"
+    table = cb.samples_markdown(with_codes, module)
+    row = table.splitlines()[2]
+    r = with_codes[0]
+    prompt_ids = module.tokenizer(prompt_text(r["question"]), add_special_tokens=False)["input_ids"]
+    decoded = decode_codes(codebook.eval(), module.tokenizer, prompt_ids, r["codes"])
+    assert " ".join(map(str, r["codes"])) + "<br>*" in row
+    assert decoded and _cell(decoded, 600) in row
+    assert cb.codebook_checkpoint is not None  # decoding worked: no fallback to code ids only

@@ -305,13 +305,12 @@ class AccuracyCallback(Callback):
             return None
         try:
             from lm_latent.codebook.decode import decode_codes
+            from lm_latent.codebook.encode import load_codebook
 
             if self._codebook is None:
-                from lm_latent.codebook.module import CodebookAutoencoder
-
-                self._codebook = CodebookAutoencoder.load_from_checkpoint(
-                    str(self.codebook_checkpoint), map_location="cpu", weights_only=True
-                ).eval()
+                self._codebook = load_codebook(self.codebook_checkpoint, device="cpu")
+            # The LM's tokenizer extends the codebook's with latent tokens appended at the end, so
+            # prompt and decoded text ids mean the same in both.
             tok = pl_module.tokenizer
             prompt_ids = tok(prompt_text(r["question"]), add_special_tokens=False)["input_ids"]
             return decode_codes(self._codebook, tok, prompt_ids, r["codes"])
