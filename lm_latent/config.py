@@ -22,15 +22,26 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Dic
         if "=" not in item:
             raise ValueError(f"override '{item}' is not of the form key.sub=value")
         key, _ = item.split("=", 1)
-        parts = key.split(".")
-        open_block = any(p in ("trainer", "model", "data", "init_args", "options") for p in parts[:-1])
-        if not open_block and OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+        if not _is_open(key) and OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
             raise KeyError(f"override '{item}': no key '{key}' in {path}")
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
     return cfg
 
 
 _MISSING = object()
+
+# Sections whose keys are validated elsewhere (LightningCLI for stage blocks, the generator's options
+# dataclass) or that are user-named (evaluation sets), so an override may add keys there.
+_OPEN_PREFIXES = (
+    ("codebook", "trainer"), ("codebook", "model"), ("codebook", "data"), ("codebook", "checkpoint"),
+    ("mixed", "trainer"), ("mixed", "model"), ("mixed", "data"), ("mixed", "per_strategy"),
+    ("data", "generate", "options"), ("evaluation", "sets"),
+)
+
+
+def _is_open(key: str) -> bool:
+    parts = tuple(key.split("."))
+    return any(parts[: len(p)] == p and len(parts) > len(p) for p in _OPEN_PREFIXES)
 
 
 def _load_with_bases(path: Path, seen: tuple[Path, ...]) -> DictConfig:

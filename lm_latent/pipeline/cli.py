@@ -14,13 +14,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. mixed.trainer.max_epochs=2")
     parser.add_argument("--out", help="run folder (default: runs/<experiment name>)")
     parser.add_argument("--force", action="store_true", help="redo every stage even if finished")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
 
     from lm_latent.config import load_experiment
     from lm_latent.pipeline.run import run_experiment
 
-    cfg = load_experiment(args.experiment, args.overrides)
+    try:
+        cfg = load_experiment(args.experiment, args.overrides)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 2
     out = Path(args.out or Path("runs") / str(cfg.name))
     results = run_experiment(cfg, out, force=args.force)
     print((out / "results.md").read_text())

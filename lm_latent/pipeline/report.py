@@ -20,13 +20,18 @@ RUN_FIELDS = ("accuracy", "mean_generated_tokens", "mean_latent_tokens", "n", "s
 
 def codebook_summary(metrics: dict[str, float]) -> dict[str, float]:
     """Pick the held-out codebook numbers out of the stage's last logged scalars."""
-    def pick(name: str) -> float:
-        for tag in (f"val/{name}", f"val/{name}_epoch", f"train/{name}"):
-            if tag in metrics:
-                return float(metrics[tag])
-        raise KeyError(f"codebook stage logged no '{name}' (have: {sorted(metrics)})")
+    def pick(tag: str) -> float:
+        if tag not in metrics:
+            raise KeyError(f"codebook stage logged no '{tag}' (have: {sorted(metrics)})")
+        return float(metrics[tag])
 
-    return {"token_accuracy": pick("token_accuracy"), "usage": pick("usage"), "perplexity": pick("perplexity")}
+    return {
+        "token_accuracy": pick("val/token_acc"),
+        "token_accuracy_random_codes": pick("val/token_acc_random_codes"),
+        "exact_chunk_accuracy": pick("val/exact_chunk_acc"),
+        "usage": pick("val/code_usage"),
+        "perplexity": pick("val/code_perplexity"),
+    }
 
 
 def write_results(out: Path, experiment: str, codebook: dict, runs: dict[str, dict[str, dict]], extra: dict | None = None) -> dict:
