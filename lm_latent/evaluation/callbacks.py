@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -162,6 +164,11 @@ class AccuracyCallback(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.examples  # fail at start-up, not after the first training epoch, on a bad file
+        # Lightning suggests sync_dist=True for epoch-level values under DDP; ours are already global
+        # (gathered by the metric), and averaging identical values across ranks would only add a collective.
+        warnings.filterwarnings(
+            "ignore", message=rf"It is recommended to use `self\.log\('(val|test)/{re.escape(self.name)}/"
+        )
 
     # ------------------------------------------------------------------ hooks
 
