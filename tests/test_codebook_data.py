@@ -49,24 +49,27 @@ def test_dataset_yields_every_chunk_with_position_and_padding(tmp_path, prosqa_t
     from lm_latent.data.tokenization import load_tokenizer, tokenize_examples
 
     tok = load_tokenizer(prosqa_tokenizer)
-    examples = prosqa_examples(5, 1, tmp_path)
-    tokd, _ = tokenize_examples(tok, examples)
+    tokd, _ = tokenize_examples(tok, prosqa_examples(5, 1, tmp_path))
     ds = ChunkDataset(tokd, chunk_size=8, max_prompt_tokens=10, with_context=True, max_context_tokens=5, pad_to_multiple=4)
-    expected = sum(-(-len(t.cot_ids) // 8) for t in tokd)
-    assert ds.num_real == expected and len(ds) % 4 == 0
-    # Chunks of one example concatenate back to its CoT, in order, with positions 0, 1, ...
-    first = [ds[i] for i in range(ds.num_real) if ds.items[i][0] == 0]
-    assert [it["chunk_pos"] for it in first] == list(range(len(first)))
-    assert sum((it["chunk"] for it in first), []) == list(tokd[0].cot_ids)
+    assert ds.num_real == 5 and len(ds) == 8 and ds.num_chunks == sum(-(-len(t.cot_ids) // 8) for t in tokd)
+    # An example's chunks concatenate back to its CoT; the last one may be shorter than L.
+    first = ds[0]
+    assert sum(first["chunks"], []) == list(tokd[0].cot_ids) and all(len(c) == 8 for c in first["chunks"][:-1])
     # Prompt is left-truncated (keeps the question's end); context is the CoT just before the chunk.
-    assert first[1]["prompt"] == list(tokd[0].prompt_ids[-10:])
-    assert first[1]["context"] == list(tokd[0].cot_ids[8 - 5 : 8]) and first[0]["context"] == []
+    assert first["prompt"] == list(tokd[0].prompt_ids[-10:])
+    assert first["contexts"][0] == [] and first["contexts"][1] == list(tokd[0].cot_ids[8 - 5 : 8])
+
     batch = ChunkCollator(tok.pad_token_id, 8)([ds[i] for i in range(len(ds))])
-    assert batch["chunk_ids"].shape == (len(ds), 8)
-    last_len = len(tokd[-1].cot_ids) % 8 or 8
-    assert int(batch["chunk_mask"][ds.num_real - 1].sum()) == last_len
-    assert batch["valid"].tolist() == [True] * ds.num_real + [False] * ds.num_padding
-    assert torch.equal(batch["prompt_mask"].sum(1), torch.tensor([len(it["prompt"]) for it in (ds[i] for i in range(len(ds)))]))
+    n_real, n_pad = ds.num_chunks, 3 * len(first["chunks"])  # padding examples copy the first one
+    assert batch["chunk_ids"].shape == (n_real + n_pad, 8) and batch["prompt_ids"].shape[0] == 8
+    assert batch["valid"].tolist() == [True] * n_real + [False] * n_pad
+    k = len(first["chunks"])
+    assert batch["chunk_pos"][:k].tolist() == list(range(k)) and batch["chunk_example"][:k].tolist() == [0] * k
+    assert int(batch["chunk_example"][k]) == 1 and int(batch["chunk_pos"][k]) == 0
+    last = n_real - 1
+    assert int(batch["chunk_mask"][last].sum()) == (len(tokd[-1].cot_ids) % 8 or 8)
+    assert torch.equal(batch["prompt_mask"].sum(1)[:5], torch.tensor([len(ds[i]["prompt"]) for i in range(5)]))
+    assert batch["context_ids"].shape[0] == n_real + n_pad
 
 
 def test_datamodule_holds_out_whole_examples_and_plans_batches(tmp_path, prosqa_tokenizer):
@@ -75,12 +78,13 @@ def test_datamodule_holds_out_whole_examples_and_plans_batches(tmp_path, prosqa_
     data = write_prosqa(tmp_path / "train.json", 40, seed=2)
     dm = CodebookDataModule("prosqa", str(data), str(prosqa_tokenizer), val_fraction=0.25, global_batch_size=8, micro_batch_size=4)
     dm.setup("fit")
-    train_ids = {dm.train_set.examples[e].id for e, _ in dm.train_set.items}
-    val_ids = {dm.val_set.examples[e].id for e, _ in dm.val_set.items}
+    train_ids = {ex.id for ex in dm.train_set.examples}
+    val_ids = {ex.id for ex in dm.val_set.examples}
     assert len(val_ids) == 10 and not train_ids & val_ids
     assert dm.plan.micro_batch_size == 4 and dm.plan.accumulate_grad_batches == 2
     batch = next(iter(dm.train_dataloader()))
-    assert batch["chunk_ids"].shape == (4, 16) and "context_ids" not in batch
+    assert batch["prompt_ids"].shape[0] == 4 and batch["chunk_ids"].shape[1] == 16 and "context_ids" not in batch
+    assert batch["chunk_ids"].shape[0] == len(batch["chunk_example"]) >= 4
 
 
 def test_datamodule_names_the_file_without_chains_of_thought(tmp_path, prosqa_tokenizer):

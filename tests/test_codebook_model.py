@@ -120,3 +120,32 @@ def test_decode_batch_matches_one_by_one_and_stops_at_eos(tiny_tokenizer, contex
     assert isinstance(decode_codes(model, tok, prompts[0], codes[0]), str)
     with pytest.raises(ValueError, match="outside the codebook"):
         decode_batch(model, prompts[:1], [[8]])
+
+
+def test_one_prompt_row_per_example_equals_one_per_chunk():
+    sizes = NetworkSizes(vocab_size=50, chunk_size=8, d_model=32, n_heads=2, encoder_layers=1, prompt_layers=1, decoder_layers=1)
+    net = ChunkAutoencoder(sizes, QuantizerOptions(codebook_size=16, code_dim=8, kmeans_init=False)).eval()
+    b = _batch()
+    example = torch.tensor([0, 0, 0, 1, 1, 2])
+    per_chunk = net(**{**b, "prompt_ids": b["prompt_ids"][example], "prompt_mask": b["prompt_mask"][example]})
+    per_example = net(**{**b, "prompt_ids": b["prompt_ids"][:3], "prompt_mask": b["prompt_mask"][:3]}, chunk_example=example)
+    assert torch.allclose(per_chunk.logits, per_example.logits, atol=1e-5)
+
+
+def test_previous_text_ablation_fits_and_encodes(tmp_path, tiny_tokenizer):
+    from lm_latent.codebook.datamodule import CodebookDataModule
+    from lm_latent.codebook.encode import encode_examples
+    from lm_latent.data.readers import read_examples
+    from lm_latent.data.tokenization import load_tokenizer
+    from test_codebook_data import write_prosqa
+
+    data = write_prosqa(tmp_path / "d.json", 20, seed=7)
+    dm = CodebookDataModule("prosqa", str(data), str(tiny_tokenizer), val_fraction=0.2, chunk_size=8,
+                            global_batch_size=4, context="previous_text", max_context_tokens=16)
+    model = CodebookAutoencoder(str(tiny_tokenizer), chunk_size=8, context="previous_text", max_context_tokens=16,
+                                kmeans_init_chunks=32, **TINY)
+    trainer = L.Trainer(fast_dev_run=2, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, dm)
+    assert model.net.quantizer.initialized and trainer.callback_metrics["val/token_acc"] >= 0
+    codes = encode_examples(model.eval(), load_tokenizer(tiny_tokenizer), read_examples("prosqa", data))
+    assert all(len(c) > 0 for c in codes.values())

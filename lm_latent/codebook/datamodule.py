@@ -1,9 +1,11 @@
 """Stage-1 data: every CoT chunk of every example, with its prompt and position.
 
-One item is one chunk: (prompt ids, chunk ids, chunk position[, ids of the CoT text before it]).
+It yields (prompt ids, chunk ids, chunk position[, ids of the CoT text before it]) for every chunk;
+an item is one example with all its chunks, so each prompt is encoded once per batch.
 Tokenization is the project's segment tokenization (question, each step and answer separately), so
 the chunks are exactly the ones stage 2 replaces with codes. The tokenizer is trained on whole
-samples [paper]; only the CoT is chunked. ``global_batch_size`` counts chunks over all processes.
+samples [paper]; only the CoT is chunked. ``global_batch_size`` counts *examples* (each with all its
+chunks) over all processes.
 """
 
 from __future__ import annotations
@@ -36,14 +38,16 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, length: int | None = N
 
 
 class ChunkDataset(Dataset):
-    """All chunks of ``examples``, example by example, left to right.
+    """One item per example: its prompt and all its CoT chunks, left to right.
 
-    Prompts and earlier-CoT context are *left*-truncated to their maximum length (the end of a
-    question holds what is asked; the end of the earlier CoT is closest to the chunk).
+    Items are whole examples so a batch encodes each prompt once for all of its chunks (prompts are
+    far longer than a chunk: ProsQA's ~350 tokens vs 16). Prompts and earlier-CoT context are
+    *left*-truncated to their maximum length (the end of a question holds what is asked; the end of
+    the earlier CoT is closest to the chunk). Examples without a CoT have no chunks and are left out.
 
-    ``pad_to_multiple`` appends weight-0 copies of the first chunk so the length is a multiple of the
-    number of processes: the distributed sampler then adds no duplicates that would be counted twice
-    in validation metrics.
+    ``pad_to_multiple`` appends weight-0 copies of the first example so the length is a multiple of
+    the number of processes: the distributed sampler then adds no duplicates that would be counted
+    twice in validation metrics.
     """
 
     def __init__(
@@ -55,40 +59,45 @@ class ChunkDataset(Dataset):
         max_context_tokens: int = 256,
         pad_to_multiple: int = 1,
     ) -> None:
-        self.examples = list(examples)
+        self.examples = [ex for ex in examples if ex.cot_ids]
+        if not self.examples:
+            raise ValueError("no CoT chunks: every example has an empty chain of thought")
         self.chunk_size = chunk_size
         self.max_prompt_tokens = max_prompt_tokens
         self.with_context = with_context
         self.max_context_tokens = max_context_tokens
-        self.items = [(e, c) for e, ex in enumerate(self.examples) for c in range(len(ex.chunks(chunk_size)))]
-        if not self.items:
-            raise ValueError("no CoT chunks: every example has an empty chain of thought")
-        self.num_real = len(self.items)
+        self.num_real = len(self.examples)
         self.num_padding = -self.num_real % max(pad_to_multiple, 1)
+
+    @property
+    def num_chunks(self) -> int:
+        return sum(-(-len(ex.cot_ids) // self.chunk_size) for ex in self.examples)
 
     def __len__(self) -> int:
         return self.num_real + self.num_padding
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         real = index < self.num_real
-        e, c = self.items[index if real else 0]
-        ex = self.examples[e]
-        cot = ex.cot_ids
-        start = c * self.chunk_size
+        ex = self.examples[index if real else 0]
+        cot, L_ = ex.cot_ids, self.chunk_size
+        starts = range(0, len(cot), L_)
         item = {
             "index": index,
             "valid": real,
             "prompt": list(ex.prompt_ids[-self.max_prompt_tokens :]),
-            "chunk": list(cot[start : start + self.chunk_size]),
-            "chunk_pos": c,
+            "chunks": [list(cot[s : s + L_]) for s in starts],
         }
         if self.with_context:
-            item["context"] = list(cot[max(0, start - self.max_context_tokens) : start])
+            item["contexts"] = [list(cot[max(0, s - self.max_context_tokens) : s]) for s in starts]
         return item
 
 
 class ChunkCollator:
-    """Items -> a batch of tensors (picklable, for worker processes)."""
+    """Examples -> a batch: ``B`` prompts and the ``N`` chunks of those examples, flattened.
+
+    ``chunk_example[n]`` is the prompt row of chunk n, ``chunk_pos[n]`` its position in its CoT and
+    ``valid[n]`` False for padding examples. Picklable, for worker processes.
+    """
 
     def __init__(self, pad_id: int, chunk_size: int) -> None:
         self.pad_id = pad_id
@@ -96,18 +105,21 @@ class ChunkCollator:
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         prompt_ids, prompt_mask = pad_batch([it["prompt"] for it in items], self.pad_id)
-        chunk_ids, chunk_mask = pad_batch([it["chunk"] for it in items], self.pad_id, self.chunk_size)
+        chunks = [c for it in items for c in it["chunks"]]
+        chunk_ids, chunk_mask = pad_batch(chunks, self.pad_id, self.chunk_size)
+        per = [len(it["chunks"]) for it in items]
         batch = {
             "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
-            "valid": torch.tensor([it["valid"] for it in items], dtype=torch.bool),
             "prompt_ids": prompt_ids,
             "prompt_mask": prompt_mask,
             "chunk_ids": chunk_ids,
             "chunk_mask": chunk_mask,
-            "chunk_pos": torch.tensor([it["chunk_pos"] for it in items], dtype=torch.long),
+            "chunk_pos": torch.tensor([p for n in per for p in range(n)], dtype=torch.long),
+            "chunk_example": torch.repeat_interleave(torch.arange(len(items)), torch.tensor(per)),
+            "valid": torch.tensor([it["valid"] for it, n in zip(items, per) for _ in range(n)], dtype=torch.bool),
         }
-        if "context" in items[0]:
-            batch["context_ids"], batch["context_mask"] = pad_batch([it["context"] for it in items], self.pad_id)
+        if "contexts" in items[0]:
+            batch["context_ids"], batch["context_mask"] = pad_batch([c for it in items for c in it["contexts"]], self.pad_id)
         return batch
 
 
@@ -134,8 +146,8 @@ class CodebookDataModule(L.LightningDataModule):
         val_file: a validation file; if None, ``val_fraction`` of the training examples is held out.
         val_fraction: share of training examples held out when there is no ``val_file``.
         chunk_size: L, CoT tokens per code.
-        global_batch_size: chunks per optimizer step over all processes.
-        micro_batch_size: chunks per forward pass per process (default: all of its share).
+        global_batch_size: examples (each with all its chunks) per optimizer step over all processes.
+        micro_batch_size: examples per forward pass per process (default: all of its share).
         max_prompt_tokens: prompts are left-truncated to this many tokens.
         context: "chunk", or "previous_text" to also yield the CoT tokens before each chunk.
         max_context_tokens: the earlier CoT is left-truncated to this many tokens.
@@ -205,7 +217,7 @@ class CodebookDataModule(L.LightningDataModule):
         )
         self.train_set = make(train, 1)
         self.val_set = make(val, world)
-        log.info("codebook data: %d train / %d val chunks", len(self.train_set), self.val_set.num_real)
+        log.info("codebook data: %d train / %d val chunks", self.train_set.num_chunks, self.val_set.num_chunks)
 
     def _loader(self, ds: ChunkDataset, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -174,7 +174,7 @@ class CodebookAutoencoder(L.LightningModule):
         quantizer.initialize(torch.cat(vectors))
 
     def _inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        keys = ("prompt_ids", "prompt_mask", "chunk_ids", "chunk_mask", "chunk_pos", "context_ids", "context_mask")
+        keys = ("prompt_ids", "prompt_mask", "chunk_ids", "chunk_mask", "chunk_pos", "chunk_example", "context_ids", "context_mask")
         return {k: batch[k] for k in keys if k in batch}
 
     def _reconstruction(self, logits: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -218,19 +218,27 @@ class ChunkAutoencoder(nn.Module):
         chunk_ids: Tensor,
         chunk_mask: Tensor,
         chunk_pos: Tensor,
+        chunk_example: Tensor | None = None,
         context_ids: Tensor | None = None,
         context_mask: Tensor | None = None,
         codes: Tensor | None = None,
     ) -> AutoencoderOutput:
-        """Teacher-forced reconstruction logits. With ``codes`` given, the decoder is fed those codes
-        instead of the encoder's (e.g. random codes, to measure how much the codes carry)."""
+        """Teacher-forced reconstruction logits for ``N`` chunks.
+
+        ``prompt_ids`` holds one row per chunk, or one per example with ``chunk_example [N]`` giving
+        each chunk's row (each prompt is then encoded once). With ``codes`` given, the decoder is fed
+        those codes instead of the encoder's (e.g. random codes, to measure how much the codes carry).
+        """
         ctx = self._context(context_ids, context_mask)
         if codes is None:
             q = self.quantizer(self.chunk_encoder(chunk_ids, chunk_mask, ctx))
             z, codes, commit = q.quantized, q.codes, q.commit_loss
         else:
             z, commit = self.quantizer.lookup(codes), chunk_ids.new_zeros((), dtype=torch.float)
-        prefix = self.prefix(self.prompt_encoder(prompt_ids, prompt_mask), z, chunk_pos, ctx)
+        prompt_vec = self.prompt_encoder(prompt_ids, prompt_mask)
+        if chunk_example is not None:
+            prompt_vec = prompt_vec[chunk_example]
+        prefix = self.prefix(prompt_vec, z, chunk_pos, ctx)
         logits = self.decoder(prefix, chunk_ids[:, :-1])
         return AutoencoderOutput(logits, codes, commit)
 
