@@ -129,3 +129,28 @@ def test_model_spec_errors(tiny_tokenizer, tmp_path):
         build_model({"pretrained": str(tmp_path / "missing")})
     with pytest.raises(ValueError, match="unknown keys"):
         build_model({"pretrained": str(tmp_path), "hidden_size": 3})
+
+
+def test_codebook_init_from_a_stage1_checkpoint(tiny_tokenizer, tmp_path):
+    import lightning.pytorch as pl
+
+    from lm_latent.codebook.module import CodebookAutoencoder
+    from lm_latent.finetune.module import MixedTokenLM
+
+    stage1 = CodebookAutoencoder(str(tiny_tokenizer), codebook_size=K, code_dim=8, d_model=32, n_heads=2,
+                                 encoder_layers=1, prompt_layers=1, decoder_layers=1, kmeans_init=False)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=0, logger=False, enable_checkpointing=False)
+    trainer.strategy.connect(stage1)
+    trainer.save_checkpoint(tmp_path / "stage1.ckpt")
+    codebook = stage1.net.quantizer.codebook
+    assert torch.equal(load_codebook_vectors(tmp_path / "stage1.ckpt", K), codebook)
+
+    module = MixedTokenLM(SPECS["llama_tied"], tokenizer_dir=str(tiny_tokenizer), num_codes=K,
+                          new_token_init="codebook", codebook_vectors=str(tmp_path / "stage1.ckpt"))
+    v = module.latent_vocab
+    rows = module.model.get_input_embeddings().weight[v.first_latent_id : v.first_latent_id + K]
+    # Distances between latent tokens are the distances between their codes, up to one scale.
+    rows, codebook = rows.detach().double(), codebook.double()
+    d_rows, d_codes = torch.cdist(rows, rows), torch.cdist(codebook, codebook)
+    scale = d_rows.sum() / d_codes.sum()
+    torch.testing.assert_close(d_rows, scale * d_codes, rtol=1e-4, atol=1e-6)

@@ -13,10 +13,12 @@ New-row initialisation (``init``):
 ``random``
     Normal noise with the existing rows' standard deviation, around zero (seeded).
 ``codebook``
-    A projection of the stage-1 codebook vectors (K x D): centred, multiplied by a fixed seeded
-    Gaussian matrix D x H (which preserves distances between codes up to scale), rescaled so the rows
-    spread around the mean row as much as the existing rows do, and added to the mean row. Similar
-    codes start as similar tokens; the delimiters get the mean row.
+    A projection of the stage-1 codebook vectors (K x D) into the model's H dimensions: centred, reduced
+    to their principal coordinates (at most H of them), placed in H dimensions by a seeded random
+    orthonormal map, rescaled so the rows spread around the mean row as much as the existing rows do,
+    and added to the mean row. Distances between codes are preserved exactly up to one scale whenever
+    the codebook spans at most H dimensions (otherwise the top-H principal subspace is kept), so
+    similar codes start as similar tokens. The delimiters get the mean row.
 """
 
 from __future__ import annotations
@@ -87,8 +89,11 @@ def _init_rows(module, num_old: int, latent_ids, delim_ids, init, codebook_vecto
         values = torch.randn(len(new_ids), weight.shape[1], generator=generator) * std
     else:
         centred = codebook_vectors.float() - codebook_vectors.float().mean(dim=0)
-        proj = torch.randn(centred.shape[1], weight.shape[1], generator=generator)
-        projected = centred @ proj
+        u, s, _ = torch.linalg.svd(centred, full_matrices=False)
+        m = min(len(s), weight.shape[1])
+        coords = u[:, :m] * s[:m]  # principal coordinates: same pairwise distances as the codebook
+        basis, _ = torch.linalg.qr(torch.randn(weight.shape[1], m, generator=generator))  # H x m orthonormal
+        projected = coords @ basis.T
         # Match the spread of the existing rows around their mean (root-mean-square row distance).
         target = (old - mean).pow(2).sum(dim=1).mean().sqrt()
         current = projected.pow(2).sum(dim=1).mean().sqrt().clamp_min(1e-12)
