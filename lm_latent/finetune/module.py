@@ -74,9 +74,9 @@ class MixedTokenLM(pl.LightningModule):
         self.model = build_model(lm, self.tokenizer)
         self.latent_vocab = None
         if num_codes > 0:
-            vectors = load_codebook_vectors(codebook_vectors, num_codes) if new_token_init == "codebook" else None
             if new_token_init == "codebook" and codebook_vectors is None:
                 raise ValueError("new_token_init='codebook' needs codebook_vectors (a stage-1 checkpoint)")
+            vectors = load_codebook_vectors(codebook_vectors, num_codes) if new_token_init == "codebook" else None
             self.latent_vocab = extend_vocabulary(
                 self.model, self.tokenizer, num_codes, init=new_token_init, codebook_vectors=vectors, seed=init_seed
             )
@@ -95,13 +95,15 @@ class MixedTokenLM(pl.LightningModule):
     def _step(self, batch: dict, split: str) -> torch.Tensor:
         labels = batch["labels"]
         out = self(batch["input_ids"], batch["attention_mask"], labels)
-        # Token-weighted epoch means: the loss is a mean over this batch's supervised tokens.
-        targets = (labels[:, 1:] != IGNORE_INDEX).sum()
-        on_step = split == "train"
-        self.log(f"{split}/loss", out.loss, prog_bar=True, on_step=on_step, on_epoch=not on_step,
-                 batch_size=int(targets), sync_dist=not on_step)
         if split == "train":
-            self.log("train/latent_share", self._latent_share(labels), on_step=True, batch_size=int(targets))
+            # Per-step values only: no batch-size bookkeeping, so no device sync in the training loop.
+            self.log("train/loss", out.loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=labels.shape[0])
+            self.log("train/latent_share", self._latent_share(labels), on_step=True, batch_size=labels.shape[0])
+        else:
+            # Token-weighted epoch mean: each batch's loss is a mean over its supervised tokens.
+            targets = int((labels[:, 1:] != IGNORE_INDEX).sum())
+            self.log(f"{split}/loss", out.loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=targets,
+                     sync_dist=True)
         return out.loss
 
     def _latent_share(self, labels: torch.Tensor) -> torch.Tensor:
