@@ -74,7 +74,7 @@ def check_tokenizer(model: CodebookAutoencoder, tokenizer, tokenizer_dir: str | 
         )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def encode_examples(
     model: CodebookAutoencoder, tokenizer, examples: Sequence[Example], batch_size: int = 4096
 ) -> dict[str, list[int]]:

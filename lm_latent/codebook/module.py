@@ -204,6 +204,10 @@ class CodebookAutoencoder(L.LightningModule):
         self.log("train/commit_loss", out.commit_loss, **log)
         self.log("train/token_acc", r["token_acc"], prog_bar=True, **log)
         self.log("train/exact_chunk_acc", r["exact_chunk_acc"], **log)
+        # Usage is an epoch quantity; this per-step view shows a collapse from the first steps on.
+        counts = torch.bincount(out.codes[batch["valid"]], minlength=self.quantizer_options.codebook_size).float()
+        p = counts / counts.sum().clamp(min=1)
+        self.log("train/batch_code_perplexity", (-(p * p.clamp(min=1e-12).log()).sum()).exp(), on_step=True, on_epoch=False, batch_size=bs)
         threshold = self.quantizer_options.dead_code_threshold
         if threshold > 0:
             ema_dead = (self.net.quantizer.cluster_size < threshold).sum().float()
