@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,7 +27,14 @@ def main(argv: list[str]) -> int:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     out = Path(args.out or Path("runs") / str(cfg.name))
-    results = run_experiment(cfg, out, force=args.force)
+    try:
+        results = run_experiment(cfg, out, force=args.force)
+    except subprocess.CalledProcessError as e:
+        # The stage command printed its own error above; say which stage stopped and how to go on.
+        command = " ".join(map(str, e.cmd[3:] if e.cmd[1:3] == ["-m", "lm_latent.cli"] else e.cmd))
+        print(f"error: stage command failed with exit status {e.returncode}: lm-latent {command}\n"
+              f"(finished stages are kept; rerun the same command to continue)", file=sys.stderr)
+        return e.returncode if e.returncode > 0 else 1
     print((out / "results.md").read_text())
     print(f"results: {out / 'results.json'}\ntensorboard: tensorboard --logdir {results['tensorboard']}")
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,11 +106,13 @@ class Pipeline:
         st = self.stage("codebook", {"codebook": spec, "data": data["digests"], "tokenizer": tok["digest"]})
         if st.is_done():
             return st.outputs
-        resume = st.can_resume() and (st.dir / "checkpoints" / "last.ckpt").is_file()
-        st.begin()
-        st.mark_started()
+        resume = self._start_training(st, "codebook")
+        # `checkpoint` is the codebook command's ModelCheckpoint section (e.g. every_n_train_steps).
+        blocks = {k: spec.get(k, {}) for k in ("trainer", "model", "data")}
+        if spec.get("checkpoint"):
+            blocks["checkpoint"] = spec["checkpoint"]
         config = _merge(
-            {k: spec.get(k, {}) for k in ("trainer", "model", "data")},
+            blocks,
             {
                 "seed_everything": self.cfg["seed"],
                 "trainer": self._trainer_paths(st, "codebook"),
@@ -154,9 +157,7 @@ class Pipeline:
         )
         if st.is_done():
             return st.outputs
-        resume = st.can_resume() and (st.dir / "checkpoints" / "last.ckpt").is_file()
-        st.begin()
-        st.mark_started()
+        resume = self._start_training(st, f"mixed_{strategy}")
         config = _merge(
             block,
             {
@@ -177,6 +178,20 @@ class Pipeline:
         _cli("mixed", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []))
         ckpt = st.dir / "checkpoints" / "last.ckpt"
         return st.finish({"checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "config": str(st.dir / "config.yaml")})
+
+    def _start_training(self, st: Stage, log_name: str) -> bool:
+        """Begin a training stage; True when it resumes an interrupted attempt at the same inputs.
+
+        A fresh start first removes checkpoints and TensorBoard logs left by an attempt at *other*
+        inputs: otherwise an attempt interrupted before its first checkpoint would later "resume"
+        from the old configuration's weights, and old curves would mix with the new ones."""
+        resume = st.can_resume() and (st.dir / "checkpoints" / "last.ckpt").is_file()
+        st.begin()
+        if not resume:
+            shutil.rmtree(st.dir / "checkpoints", ignore_errors=True)
+            shutil.rmtree(self.tb_dir / log_name, ignore_errors=True)
+        st.mark_started()
+        return resume
 
     def _trainer_paths(self, st: Stage, log_name: str) -> dict[str, Any]:
         return {
@@ -210,8 +225,10 @@ def _evaluate(self: Pipeline, strategy: str, run: dict[str, Any], data: dict[str
         {"run": run["checkpoint_digest"], "evaluation": spec, "files": {n: file_digest(s["file"]) for n, s in sets.items()}},
     )
     if st.is_done():
-        return st.outputs
+        # The marker's JSON has sorted keys; keep the configured order so tables read the same on reruns.
+        return {name: st.outputs[name] for name in sets}
     st.begin()
+    shutil.rmtree(self.tb_dir / f"eval_{strategy}", ignore_errors=True)  # no curves of other inputs
     callbacks = []
     for name, s in sets.items():
         callbacks.append(
