@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "prosqa" / "valid.json"
+from _common import PROSQA_VALID as DEFAULT_DATA
+from _common import add_thread_arg, machine_line, print_json, require_file, set_threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-codes", type=int, default=64, help="latent codes added to the vocabulary")
     ap.add_argument("--batch-size", type=int, default=64, help="batched mode's batch size (the callbacks' default)")
     ap.add_argument("--max-new-tokens", type=int, default=128, help="the callbacks' default")
-    ap.add_argument("--threads", type=int, default=1)
+    add_thread_arg(ap)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -49,10 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     from lm_latent.finetune.generation import generate
     from lm_latent.mixing.tokens import add_latent_tokens
 
-    if not args.data.is_file():
-        print(f"ProsQA file not found: {args.data} (staged data lives in ../shared/data)", file=sys.stderr)
+    if not require_file(args.data, "ProsQA file"):
         return 2
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     pool = read_examples("prosqa", args.data)
     examples = [pool[i % len(pool)] for i in range(args.n)]
 
@@ -83,20 +82,27 @@ def main(argv: list[str] | None = None) -> int:
     t_single, g_single, r_single = timed(1)
 
     params = sum(p.numel() for p in model.parameters())
+    print(machine_line())
     print(f"model: Llama {args.layers} layers x d {args.d_model}, vocab {len(tok)}, {params / 1e6:.2f} M params; "
           f"threads {args.threads}; greedy, max_new_tokens {args.max_new_tokens}")
     print(f"problems: {args.n} ProsQA ({args.data.name}), prompt tokens mean {sum(prompt_lens) / len(prompt_lens):.0f} "
           f"(min {min(prompt_lens)}, max {max(prompt_lens)})")
+    rows = {}
     print(f"{'mode':<12}{'seconds':>10}{'gen tokens':>12}{'tok/s':>10}{'problems/s':>12}{'accuracy':>10}")
     for name, t, gens, right in (
         (f"batch {args.batch_size}", t_batched, g_batched, r_batched),
         ("batch 1", t_single, g_single, r_single),
     ):
         n_tok = sum(len(g.token_ids) for g in gens)
+        rows[name] = {"seconds": round(t, 3), "generated_tokens": n_tok, "tokens_per_s": round(n_tok / t, 1),
+                      "accuracy": sum(right) / len(right)}
         print(f"{name:<12}{t:>10.2f}{n_tok:>12}{n_tok / t:>10.0f}{len(gens) / t:>12.1f}{sum(right) / len(right):>10.3f}")
     same = sum(a.token_ids == b.token_ids for a, b in zip(g_batched, g_single))
     print(f"identical generations (batched vs batch 1): {same}/{args.n}")
     print(f"speed-up batched / batch-1: {t_single / t_batched:.1f}x")
+    print_json("eval_batched", {
+        "modes": rows, "identical_generations": same, "n": args.n, "speedup_batched_over_batch1": round(t_single / t_batched, 2),
+    }, args)
     return 0
 
 

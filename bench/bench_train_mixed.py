@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import random
 import statistics
 import sys
 import tempfile
@@ -30,25 +29,18 @@ from pathlib import Path
 
 import torch
 
+from _common import add_thread_arg, bpe_tokenizer, generated_examples, lightning_fit_seconds, machine_line, print_json, random_codes_file, set_threads
+
 
 def make_batches(workdir: Path, args) -> tuple[list[dict], str, int]:
     """Mixed-token batches from generated ProsQA problems; returns (batches, tokenizer dir, K)."""
-    from lm_latent.codebook.codes_file import CodeTable, save_codes
-    from lm_latent.data.generators import GENERATORS, write_json
-    from lm_latent.data.readers import read_examples
-    from lm_latent.data.tokenization import full_text, load_tokenizer, tokenize_examples, train_tokenizer
+    from lm_latent.data.tokenization import tokenize_examples
     from lm_latent.finetune.datamodule import MixedTokenDataModule
 
-    options_cls, generate = GENERATORS["prosqa"]
-    data = workdir / "train.json"
-    write_json(generate(args.examples, 0, options_cls()), data)
-    examples = read_examples("prosqa", data)
+    data, examples = generated_examples("prosqa", args.examples, workdir)
     tok_dir = workdir / "tokenizer"
-    train_tokenizer((full_text(e) for e in examples), tok_dir, vocab_size=args.vocab_size)
-    tokenized, _ = tokenize_examples(load_tokenizer(tok_dir), examples)
-    rng = random.Random(0)
-    codes = {t.id: [rng.randrange(args.num_codes) for _ in t.chunks(16)] for t in tokenized}
-    save_codes(workdir / "codes.json", CodeTable(args.num_codes, 16, codes))
+    tokenized, _ = tokenize_examples(bpe_tokenizer(examples, tok_dir, args.vocab_size), examples)
+    random_codes_file(tokenized, args.num_codes, 16, workdir / "codes.json")
     dm = MixedTokenDataModule(
         "prosqa", str(data), str(tok_dir), codes_file=str(workdir / "codes.json"),
         global_batch_size=args.batch_size, seed=0,
@@ -83,31 +75,6 @@ def bare_loop(module, batches: list[dict], warmup: int) -> float:
     return time.perf_counter() - start
 
 
-def lightning_loop(module, batches: list[dict], warmup: int) -> float:
-    """Seconds for the same span under ``Trainer.fit`` (start of batch ``warmup`` to end of the last)."""
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import Callback
-
-    class Clock(Callback):
-        start = end = 0.0
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if batch_idx == warmup:
-                Clock.start = time.perf_counter()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            Clock.end = time.perf_counter()
-
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=len(batches), max_epochs=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, callbacks=[Clock()],
-    )
-    trainer.fit(module, train_dataloaders=loader)
-    return Clock.end - Clock.start
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", type=int, default=4)
@@ -119,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per round")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating bare/Lightning rounds")
-    ap.add_argument("--threads", type=int, default=1)
+    add_thread_arg(ap)
     args = ap.parse_args(argv)
 
     import lightning.pytorch as pl
 
     from lm_latent.finetune.module import MixedTokenLM
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         batches, tok_dir, num_codes = make_batches(Path(tmp), args)
         spec = {
@@ -139,16 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     tokens = sum(b["input_ids"].numel() for b in batches[args.warmup :])
     real = sum(int(b["attention_mask"].sum()) for b in batches[args.warmup :])
     params = sum(p.numel() for p in base.parameters())
+    print(machine_line())
     print(f"model: Llama {args.layers} x {args.d_model}, vocab {len(base.tokenizer)}, {params / 1e6:.1f} M params; "
           f"threads {torch.get_num_threads()}; batch {args.batch_size}; {args.steps} timed steps "
           f"({tokens} tokens, {100 * (1 - real / tokens):.1f}% padding) x {args.rounds} rounds")
     bare, light = [], []
     for r in range(args.rounds):
         bare.append(tokens / bare_loop(copy.deepcopy(base), batches, args.warmup))
-        light.append(tokens / lightning_loop(copy.deepcopy(base), batches, args.warmup))
+        light.append(tokens / lightning_fit_seconds(copy.deepcopy(base), batches, args.warmup))
         print(f"round {r + 1}: bare {bare[-1]:,.0f} tok/s   lightning {light[-1]:,.0f} tok/s")
     b, l = statistics.median(bare), statistics.median(light)
     print(f"median: bare {b:,.0f} tok/s, lightning {l:,.0f} tok/s, ratio lightning/bare = {l / b:.3f}")
+    print_json("train_mixed", {
+        "bare_tokens_per_s": round(b, 1), "lightning_tokens_per_s": round(l, 1), "ratio_lightning_over_bare": round(l / b, 3),
+        "rounds_bare": [round(x, 1) for x in bare], "rounds_lightning": [round(x, 1) for x in light],
+    }, args)
     return 0
 
 
