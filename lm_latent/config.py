@@ -34,7 +34,7 @@ _MISSING = object()
 # dataclass) or that are user-named (evaluation sets), so an override may add keys there.
 _OPEN_PREFIXES = (
     ("codebook", "trainer"), ("codebook", "model"), ("codebook", "data"), ("codebook", "checkpoint"),
-    ("mixed", "trainer"), ("mixed", "model"), ("mixed", "data"), ("mixed", "per_strategy"),
+    ("mixed", "trainer"), ("mixed", "model"), ("mixed", "data"), ("mixed", "checkpoint"), ("mixed", "per_strategy"),
     ("data", "generate", "options"), ("evaluation", "sets"),
 )
 

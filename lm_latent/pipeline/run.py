@@ -10,6 +10,7 @@ processes or GPUs) therefore launch the same way inside and outside the pipeline
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import shutil
@@ -150,10 +151,17 @@ class Pipeline:
     # -- stage 2: mixed-token fine-tune, one run per strategy ------------------------------------
     def mixed(self, strategy: str, data, tok, codes) -> dict[str, Any]:
         spec = self.cfg["mixed"]
-        block = _merge({k: spec.get(k, {}) for k in ("trainer", "model", "data")}, spec.get("per_strategy", {}).get(strategy))
+        block = _merge(
+            {k: spec[k] for k in ("trainer", "model", "data", "checkpoint") if spec.get(k)},
+            spec.get("per_strategy", {}).get(strategy),
+        )
+        during_fit = self.cfg["evaluation"].get("during_fit") or {}
         st = self.stage(
             f"mixed/{strategy}",
-            {"block": block, "strategy": strategy, "data": data["digests"], "tokenizer": tok["digest"], "codes": codes["digests"]},
+            {
+                "block": block, "strategy": strategy, "during_fit": during_fit,
+                "data": data["digests"], "tokenizer": tok["digest"], "codes": codes["digests"],
+            },
         )
         if st.is_done():
             return st.outputs
@@ -174,10 +182,56 @@ class Pipeline:
                 },
             },
         )
+        if during_fit:
+            # Accuracy on the validation sets while training, so TensorBoard shows it per epoch.
+            config["trainer"]["callbacks"] = list(config["trainer"].get("callbacks") or []) + [
+                self._accuracy_callback(name, dict(s, subset=during_fit.get("subset", s.get("subset"))), data, stage="val")
+                for name, s in self.cfg["evaluation"]["sets"].items()
+                if name in during_fit.get("sets", [])
+            ]
         save_yaml(config, st.dir / "config.yaml")
         _cli("mixed", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []))
         ckpt = st.dir / "checkpoints" / "last.ckpt"
         return st.finish({"checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "config": str(st.dir / "config.yaml")})
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, strategy: str, run: dict[str, Any], data: dict[str, Any], tok: dict[str, Any]) -> dict[str, Any]:
+        """Test-time accuracy of one fine-tuned strategy on every configured eval set."""
+        spec = self.cfg["evaluation"]
+        sets = {name: dict(s, file=_resolve_file(s["file"], data)) for name, s in spec["sets"].items()}
+        st = self.stage(
+            f"eval/{strategy}",
+            {"run": run["checkpoint_digest"], "evaluation": spec, "files": {n: file_digest(s["file"]) for n, s in sets.items()}},
+        )
+        if st.is_done():
+            # The marker's JSON has sorted keys; keep the configured order so tables read the same on reruns.
+            return {name: st.outputs[name] for name in sets}
+        st.begin()
+        shutil.rmtree(self.tb_dir / f"eval_{strategy}", ignore_errors=True)  # no curves of other inputs
+        callbacks = [
+            self._accuracy_callback(name, s, data, stage="test", results_file=st.dir / f"{name}.json")
+            for name, s in sets.items()
+        ]
+        config = _load_yaml(run["config"])
+        config["trainer"] = {
+            **config["trainer"],
+            "default_root_dir": str(st.dir),
+            "logger": self._logger(f"eval_{strategy}"),
+            "callbacks": callbacks,  # evaluation callbacks only
+        }
+        save_yaml(config, st.dir / "config.yaml")
+        _cli("mixed", "test", "--config", st.dir / "config.yaml", "--ckpt_path", run["checkpoint"])
+        rows = {}
+        for name in sets:
+            r = json.loads((st.dir / f"{name}.json").read_text())
+            rows[name] = {
+                "accuracy": r["accuracy"],
+                "mean_generated_tokens": r["mean_tokens"],
+                "mean_latent_tokens": r["mean_latent_tokens"],
+                "n": r["n"],
+                "seconds_per_example": r["seconds_per_example"],
+            }
+        return st.finish(rows)
 
     def _start_training(self, st: Stage, log_name: str) -> bool:
         """Begin a training stage; True when it resumes an interrupted attempt at the same inputs.
@@ -194,11 +248,30 @@ class Pipeline:
         return resume
 
     def _trainer_paths(self, st: Stage, log_name: str) -> dict[str, Any]:
+        return {"default_root_dir": str(st.dir), "logger": self._logger(log_name)}
+
+    def _logger(self, name: str) -> dict[str, Any]:
+        """Every stage logs into one TensorBoard folder per run, one sub-folder per stage."""
         return {
-            "default_root_dir": str(st.dir),
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": str(self.tb_dir), "name": log_name, "version": ""},
+            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+            "init_args": {"save_dir": str(self.tb_dir), "name": name, "version": ""},
+        }
+
+    def _accuracy_callback(self, name: str, spec: dict, data: dict, stage: str, **extra: Any) -> dict[str, Any]:
+        ev = self.cfg["evaluation"]
+        return {
+            "class_path": "lm_latent.evaluation.callbacks.AccuracyCallback",
+            "init_args": {
+                "task": spec["task"],
+                "name": name,
+                "dataset": spec.get("dataset", data["dataset"]),
+                "file": _resolve_file(spec["file"], data),
+                "subset": spec.get("subset"),
+                "max_new_tokens": ev.get("max_new_tokens", 128),
+                "batch_size": ev.get("batch_size", 32),
+                "stages": [stage],
+                "codebook_checkpoint": ev.get("codebook_checkpoint"),
+                **{k: str(v) if isinstance(v, Path) else v for k, v in extra.items()},
             },
         }
 
@@ -216,69 +289,6 @@ def _last_scalars(logdir: Path) -> dict[str, float]:
     return out
 
 
-def _evaluate(self: Pipeline, strategy: str, run: dict[str, Any], data: dict[str, Any], tok: dict[str, Any]) -> dict[str, Any]:
-    """Test-time accuracy of one fine-tuned strategy on every configured eval set."""
-    spec = self.cfg["evaluation"]
-    sets = {name: dict(s, file=_resolve_file(s["file"], data)) for name, s in spec["sets"].items()}
-    st = self.stage(
-        f"eval/{strategy}",
-        {"run": run["checkpoint_digest"], "evaluation": spec, "files": {n: file_digest(s["file"]) for n, s in sets.items()}},
-    )
-    if st.is_done():
-        # The marker's JSON has sorted keys; keep the configured order so tables read the same on reruns.
-        return {name: st.outputs[name] for name in sets}
-    st.begin()
-    shutil.rmtree(self.tb_dir / f"eval_{strategy}", ignore_errors=True)  # no curves of other inputs
-    callbacks = []
-    for name, s in sets.items():
-        callbacks.append(
-            {
-                "class_path": "lm_latent.evaluation.callbacks.AccuracyCallback",
-                "init_args": {
-                    "task": s["task"],
-                    "name": name,
-                    "dataset": s.get("dataset", data["dataset"]),
-                    "file": s["file"],
-                    "subset": s.get("subset"),
-                    "max_new_tokens": spec.get("max_new_tokens", 128),
-                    "batch_size": spec.get("batch_size", 32),
-                    "stages": ["test"],
-                    "codebook_checkpoint": spec.get("codebook_checkpoint"),
-                    "results_file": str(st.dir / f"{name}.json"),
-                },
-            }
-        )
-    config = {
-        "trainer": {
-            **self.cfg["mixed"].get("trainer", {}),
-            "default_root_dir": str(st.dir),
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": str(self.tb_dir), "name": f"eval_{strategy}", "version": ""},
-            },
-            "callbacks": callbacks,
-        },
-    }
-    config = _merge(_load_yaml(run["config"]), config)
-    config["trainer"]["callbacks"] = callbacks  # evaluation callbacks only, no checkpointing
-    save_yaml(config, st.dir / "config.yaml")
-    _cli("mixed", "test", "--config", st.dir / "config.yaml", "--ckpt_path", run["checkpoint"])
-    import json
-
-    rows = {}
-    for name in sets:
-        r = json.loads((st.dir / f"{name}.json").read_text())
-        rows[name] = {
-            "accuracy": r["accuracy"],
-            "mean_generated_tokens": r["mean_tokens"],
-            "mean_latent_tokens": r["mean_latent_tokens"],
-            "n": r["n"],
-            "seconds_per_example": r["seconds_per_example"],
-        }
-    return st.finish(rows)
-
-
-Pipeline.evaluate = _evaluate
 
 
 def _resolve_file(file: str, data: dict[str, Any]) -> str:
