@@ -49,8 +49,8 @@ def test_fit_resumes_from_last_checkpoint_then_validate_test_and_export(files, t
     # Accumulation is derived from the global batch: 8 / (1 device x micro batch 4) = 2.
     assert first["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 6
     assert (root / "tokenizer" / "tokenizer.json").is_file()
-    assert list(root.glob("lightning_logs/version_*/config.yaml"))
-    assert list(root.glob("lightning_logs/version_*/events.out.tfevents.*"))
+    assert list(root.glob("tensorboard/version_*/config.yaml"))
+    assert list(root.glob("tensorboard/version_*/events.out.tfevents.*"))
 
     assert main(["fit", *_args(files, root, "--trainer.max_steps", "5", "--trainer.max_epochs", "-1",
                                 "--ckpt_path", "last")]) == 0

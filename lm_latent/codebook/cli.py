@@ -22,7 +22,6 @@ always, so ``--ckpt_path last`` resumes), TensorBoard logs and the resolved conf
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -32,38 +31,41 @@ _LINKED = ("tokenizer_dir", "chunk_size", "context", "max_prompt_tokens", "max_c
 
 def lightning_cli(argv: list[str], run: bool = True):
     """The LightningCLI of ``fit``/``validate`` (``run=False``: parse and instantiate only, no subcommand)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.cli import LightningCLI
-    from lightning.pytorch.loggers import TensorBoardLogger
-
     from lm_latent.codebook.datamodule import CodebookDataModule
     from lm_latent.codebook.module import CodebookAutoencoder
+    from lm_latent.lightning_cli import LatentCLI
 
-    class CodebookCLI(LightningCLI):
+    class CodebookCLI(LatentCLI):
+        stage = "codebook"
+        default_root_dir = DEFAULT_ROOT_DIR
+
         def add_arguments_to_parser(self, parser) -> None:
-            # A forced callback (not a trainer.callbacks entry a config could drop): resume needs last.ckpt.
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-            parser.set_defaults({"checkpoint.save_last": True, "trainer.default_root_dir": DEFAULT_ROOT_DIR})
-            parser.link_arguments(
-                "trainer.default_root_dir", "checkpoint.dirpath", compute_fn=lambda root: os.path.join(root or ".", "checkpoints")
-            )
+            super().add_arguments_to_parser(parser)  # checkpoint section, root dir
             for key in _LINKED:
                 parser.link_arguments(f"data.{key}", f"model.{key}")
 
-        def instantiate_trainer(self, **kwargs):
-            cfg = self._get(self.config_init, "trainer", default={})
-            if cfg.get("logger") in (None, True):
-                kwargs["logger"] = TensorBoardLogger(save_dir=cfg.get("default_root_dir") or ".", name="tensorboard")
-            return super().instantiate_trainer(**kwargs)
+        def check_checkpoint_inputs(self, ckpt: dict, path) -> None:
+            _check_resume_tokenizer(ckpt, path, self.datamodule.hparams.tokenizer_dir)
 
-    return CodebookCLI(
-        CodebookAutoencoder,
-        CodebookDataModule,
-        args=argv,
-        run=run,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-    )
+    return CodebookCLI(CodebookAutoencoder, CodebookDataModule, args=argv, run=run)
+
+
+def _check_resume_tokenizer(ckpt: dict, path, tokenizer_dir: str) -> None:
+    """The data's tokenizer must be the one the checkpoint was trained with (vocab, pad and eos ids)."""
+    from types import SimpleNamespace
+
+    from lightning.fabric.utilities.data import AttributeDict
+
+    from lm_latent.checkpointing import TokenizerMismatchError
+    from lm_latent.codebook.encode import check_tokenizer
+    from lm_latent.data.tokenization import load_tokenizer
+
+    hp = AttributeDict(ckpt.get("hyper_parameters", {}))
+    if all(k in hp for k in ("vocab_size", "pad_id", "eos_id", "tokenizer_dir")):
+        try:
+            check_tokenizer(SimpleNamespace(hparams=hp), load_tokenizer(tokenizer_dir), tokenizer_dir)
+        except ValueError as e:
+            raise TokenizerMismatchError(f"--ckpt_path {path}: {e}") from e
 
 
 def _encode(args: argparse.Namespace) -> int:
@@ -128,14 +130,28 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("fit", "validate"):
-        lightning_cli(argv)
-        return 0
+        from lm_latent.lightning_cli import run_cli
+
+        return run_cli(lambda: lightning_cli(argv))
     parser = _parser()
     if not argv:
         parser.print_help()
         return 2
     args = parser.parse_args(argv)
-    return {"encode": _encode, "decode": _decode}[args.command](args)
+    try:
+        check_codebook_file(args.checkpoint)
+        return {"encode": _encode, "decode": _decode}[args.command](args)
+    except (ValueError, FileNotFoundError) as e:  # bad input: checkpoint, tokenizer, data (CheckpointError is one)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def check_codebook_file(path: str) -> None:
+    """A clear error unless ``path`` is a readable stage-1 (codebook) checkpoint."""
+    from lm_latent.checkpointing import check_checkpoint, read_checkpoint
+    from lm_latent.codebook.module import CodebookAutoencoder
+
+    check_checkpoint(read_checkpoint(path, mmap=True), path, "codebook", CodebookAutoencoder)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ fit/validate/test are LightningCLI subcommands over :class:`MixedTokenLM` and
 :class:`MixedTokenDataModule` (``model:``/``data:``/``trainer:`` blocks; any key can be overridden as
 ``--block.key value``). ``model.tokenizer_dir`` and ``model.num_codes`` are taken from the data block
 (the tokenizer directory, and the codebook size of the codes file), so model and data always agree.
-Checkpoints go to ``<trainer.default_root_dir>/checkpoints`` (``last.ckpt`` always kept), TensorBoard
-logs and the resolved ``config.yaml`` to the logger's directory; the extended tokenizer to
-``<trainer.default_root_dir>/tokenizer``.
+Checkpoints go to ``<trainer.default_root_dir>/checkpoints`` (``last.ckpt`` always kept; the
+``checkpoint:`` block sets e.g. ``every_n_train_steps``), TensorBoard logs and the resolved
+``config.yaml`` to ``<trainer.default_root_dir>/tensorboard`` unless ``trainer.logger`` says otherwise;
+the extended tokenizer to ``<trainer.default_root_dir>/tokenizer``. A NaN/inf loss, a bad
+``--ckpt_path`` or a tokenizer that is not the checkpoint's stop with one ``error:`` line
+(:mod:`lm_latent.lightning_cli`).
 
 Multi-device: ``--trainer.devices N --trainer.strategy ddp`` (CPU processes or GPUs); the global batch
 size stays the configured one (``data.global_batch_size``), accumulation is derived.
@@ -20,9 +23,7 @@ size stays the configured one (``data.global_batch_size``), accumulation is deri
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import warnings
 
 SUBCOMMANDS = ("fit", "validate", "test")
 USAGE = "usage: lm-latent mixed {fit,validate,test} --config FILE [--block.key VALUE ...]\n" \
@@ -30,24 +31,58 @@ USAGE = "usage: lm-latent mixed {fit,validate,test} --config FILE [--block.key V
 
 
 def _cli_class():
+    """``(MixedTokenCLI, ModelCheckpoint)``: the stage-2 LightningCLI class (and, for callers that build
+    it with their own ``trainer_defaults``, the checkpoint class it uses)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+    from lightning.pytorch.cli import LightningArgumentParser
 
-    class MixedTokenCLI(LightningCLI):
+    from lm_latent.lightning_cli import LatentCLI
+
+    class MixedTokenCLI(LatentCLI):
+        stage = "mixed"
+
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            super().add_arguments_to_parser(parser)  # checkpoint section, root dir
             parser.link_arguments("data.tokenizer_dir", "model.tokenizer_dir")
             parser.link_arguments("data.num_codes", "model.num_codes", apply_on="instantiate")
 
-        def instantiate_trainer(self, **kwargs):
-            trainer = super().instantiate_trainer(**kwargs)
-            # Checkpoints live in the run folder (not under the logger's versioned folder), so
-            # `--ckpt_path last` and the pipeline find <default_root_dir>/checkpoints/last.ckpt.
-            for cb in trainer.checkpoint_callbacks:
-                if cb.dirpath is None:
-                    cb.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
-            return trainer
+        def check_checkpoint_inputs(self, ckpt: dict, path) -> None:
+            check_checkpoint_tokenizer(ckpt, path, self.datamodule.tokenizer, self.datamodule.hparams.tokenizer_dir)
 
     return MixedTokenCLI, ModelCheckpoint
+
+
+def check_checkpoint_tokenizer(ckpt: dict, path, tokenizer, tokenizer_dir) -> None:
+    """Raise :class:`~lm_latent.checkpointing.TokenizerMismatchError` unless ``tokenizer`` (the data's,
+    latent tokens included) has exactly the vocabulary stored in the stage-2 checkpoint ``ckpt``.
+
+    Equal sizes are not enough: a retrained tokenizer of the same size maps ids to other tokens, and
+    the resumed model would silently read everything wrong."""
+    import tempfile
+    from pathlib import Path
+
+    from lm_latent.checkpointing import TokenizerMismatchError
+    from lm_latent.data.tokenization import load_tokenizer
+    from lm_latent.finetune.module import ASSETS_KEY
+
+    files = (ckpt.get(ASSETS_KEY) or {}).get("tokenizer")
+    if not files:
+        return  # written before checkpoints carried their tokenizer
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, content in files.items():
+            (Path(tmp) / name).write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        theirs = load_tokenizer(tmp).get_vocab()
+    ours = tokenizer.get_vocab()
+    if ours == theirs:
+        return
+    differ = sorted(t for t in set(ours) | set(theirs) if ours.get(t) != theirs.get(t))
+    example = differ[0]
+    raise TokenizerMismatchError(
+        f"--data.tokenizer_dir {tokenizer_dir} is not the tokenizer checkpoint {path} was trained with: "
+        f"{len(ours)} tokens (latent tokens included) here, {len(theirs)} in the checkpoint, {len(differ)} "
+        f"differ (e.g. {example!r}: id {ours.get(example)} here, {theirs.get(example)} in the checkpoint); "
+        "give the tokenizer (and codes) the checkpoint was trained with"
+    )
 
 
 def run_lightning(argv: list[str]):
@@ -55,19 +90,8 @@ def run_lightning(argv: list[str]):
     from lm_latent.finetune.datamodule import MixedTokenDataModule
     from lm_latent.finetune.module import MixedTokenLM
 
-    cli_class, checkpoint_class = _cli_class()
-    with warnings.catch_warnings():
-        # `lm-latent mixed fit ...` passes its own argv on; sys.argv must stay the full command line
-        # because Lightning's DDP launcher re-executes it for the other ranks.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        return cli_class(
-            MixedTokenLM,
-            MixedTokenDataModule,
-            args=argv,
-            seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
-            trainer_defaults={"callbacks": [checkpoint_class(save_last=True)]},
-        )
+    cli_class, _ = _cli_class()
+    return cli_class(MixedTokenLM, MixedTokenDataModule, args=argv)
 
 
 def export_main(argv: list[str]) -> int:
@@ -97,5 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in SUBCOMMANDS:
         print(f"lm-latent mixed: unknown command '{argv[0]}'\n{USAGE}", file=sys.stderr)
         return 2
-    run_lightning(argv)
-    return 0
+    from lm_latent.lightning_cli import run_cli
+
+    return run_cli(lambda: run_lightning(argv))

@@ -56,11 +56,14 @@ def export_module(module, out_dir: str | Path, dtype: str | None = None) -> Path
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, dtype: str | None = None) -> Path:
     """Load a ``MixedTokenLM`` checkpoint (on CPU) and export it."""
+    from lm_latent.checkpointing import check_checkpoint, read_checkpoint
     from lm_latent.finetune.module import MixedTokenLM
 
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    # A truncated, foreign or stage-1 file: a CheckpointError naming it, not a traceback from deep inside.
+    check_checkpoint(read_checkpoint(path, mmap=True), path, "mixed", MixedTokenLM)
     module = MixedTokenLM.load_from_checkpoint(str(path), map_location="cpu")
     return export_module(module, out_dir, dtype)
 
