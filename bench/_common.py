@@ -76,16 +76,22 @@ def print_json(bench: str, results: dict[str, Any], args: argparse.Namespace | N
 
 
 class Stopwatch:
-    """``with Stopwatch() as t: ...`` then ``t.seconds``."""
+    """``with Stopwatch() as t: ...`` then ``t.seconds`` (wall) and ``t.cpu_seconds`` (this process's CPU).
+
+    On a machine shared with other jobs, wall time swings with their load while a single-threaded
+    process's CPU time barely moves, so CPU-time ratios reproduce where wall-time ratios drift.
+    """
 
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     def __enter__(self) -> "Stopwatch":
-        self._start = time.perf_counter()
+        self._start, self._cpu = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self._start
+        self.cpu_seconds = time.process_time() - self._cpu
 
 
 def require_file(path: Path, what: str) -> bool:

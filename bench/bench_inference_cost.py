@@ -200,15 +200,15 @@ def main(argv: list[str] | None = None) -> int:
         name: forced_targets(m, examples, name == "latent", args.chunk_size) for name, m in models.items()
     }
 
-    def run_once(name: str, batch_size: int):
+    def run_once(name: str, batch_size: int, n: int | None = None):
         m = models[name]
         if trained:
-            return generate(m.model, m.tokenizer, prompts, m.latent_vocab, max_new_tokens=args.max_new_tokens,
+            return generate(m.model, m.tokenizer, prompts[:n], m.latent_vocab, max_new_tokens=args.max_new_tokens,
                             batch_size=batch_size)
-        return forced_generate(m, prompts, targets[name], batch_size, args.max_new_tokens)
+        return forced_generate(m, prompts[:n], targets[name][:n], batch_size, args.max_new_tokens)
 
     for name in models:  # warm-up (allocator, kernels)
-        run_once(name, 2) if trained else forced_generate(models[name], prompts[:4], targets[name][:4], 2, 8)
+        run_once(name, 2, 4)
 
     rows: dict[str, dict] = {}
     for bs in args.batch_sizes:
@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             n = len(gens)
             row = {
                 "batch_size": bs, "seconds": round(t.seconds, 3), "seconds_per_problem": round(t.seconds / n, 5),
+                "cpu_seconds": round(t.cpu_seconds, 3),
                 "mean_tokens": round(sum(g.num_tokens for g in gens) / n, 2),
                 "mean_latent_tokens": round(sum(g.num_latent for g in gens) / n, 2),
                 "hit_max_new_tokens": sum(len(g.token_ids) >= args.max_new_tokens for g in gens),
@@ -255,10 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         ratios[bs] = {
             "tokens_latent_over_cot": round(l_["mean_tokens"] / max(c["mean_tokens"], 1e-9), 3),
             "time_latent_over_cot": round(l_["seconds"] / c["seconds"], 3),
+            "cpu_time_latent_over_cot": round(l_["cpu_seconds"] / c["cpu_seconds"], 3),
         }
     for bs, r in ratios.items():
         print(f"batch {bs}: latent / CoT generated tokens = {r['tokens_latent_over_cot']:.3f}, "
-              f"wall time = {r['time_latent_over_cot']:.3f}")
+              f"wall time = {r['time_latent_over_cot']:.3f} (process CPU time {r['cpu_time_latent_over_cot']:.3f})")
     own = {}
     if trained and (args.run / "results.json").is_file() and not args.eval_file:
         runs = json.loads((args.run / "results.json").read_text())["runs"]
