@@ -13,8 +13,9 @@ latent tokens, seconds per problem, accuracy; then the latent / CoT ratio of tok
     # no run: two UNTRAINED models of the default experiment's size, each forced to emit a given sequence
     .venv/bin/python bench/bench_inference_cost.py
 
-Without ``--run`` nothing is trained: both models are random-weight Llamas of the default experiment's
-size (4 layers x 256, a BPE tokenizer trained on the problems, 64 latent codes), and a logits
+Without ``--run`` nothing is trained: both models are random-weight models of the default experiment's
+architecture (``mixed.model.lm`` of experiments/default.yaml; a BPE tokenizer trained on the problems,
+64 latent codes), and a logits
 processor forces each to emit, for every problem, exactly what it was fine-tuned to emit: the CoT model
 the gold CoT + answer, the latent model ``<boLatent>`` + one code per full chunk of L = 16 CoT tokens
 + ``<eoLatent>`` + the remaining CoT text + answer (every full chunk replaced, i.e. what latent_ar
@@ -35,10 +36,14 @@ import torch
 
 from _common import PRONTOQA_VALID, REPO, Stopwatch, add_thread_arg, machine_line, print_json, require_file, set_threads
 
-DEFAULT_SPEC = {  # the default experiment's stage-2 model (experiments/default.yaml)
-    "model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
-    "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512, "tie_word_embeddings": True,
-}
+DEFAULT_EXPERIMENT = REPO / "experiments" / "default.yaml"
+
+
+def default_model_spec() -> dict:
+    """The default experiment's stage-2 model spec (read, so the benchmark follows the experiment)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(DEFAULT_EXPERIMENT).mixed.model.lm, resolve=True)
 
 
 # -- the two models ------------------------------------------------------------------------------
@@ -83,7 +88,7 @@ def untrained_models(examples, workdir: Path, args):
     models = {}
     for i, name in enumerate(("latent", "cot")):
         pl.seed_everything(i, verbose=False)
-        models[name] = MixedTokenLM(DEFAULT_SPEC, tokenizer_dir=str(workdir), num_codes=args.num_codes).eval()
+        models[name] = MixedTokenLM(default_model_spec(), tokenizer_dir=str(workdir), num_codes=args.num_codes).eval()
     return models
 
 
@@ -200,18 +205,22 @@ def main(argv: list[str] | None = None) -> int:
         name: forced_targets(m, examples, name == "latent", args.chunk_size) for name, m in models.items()
     }
 
-    def run_once(name: str, batch_size: int, n: int | None = None):
-        m = models[name]
+    def run_once(name: str, batch_size: int, n: int | None = None, max_new_tokens: int | None = None):
+        m, max_new = models[name], max_new_tokens or args.max_new_tokens
         if trained:
-            return generate(m.model, m.tokenizer, prompts[:n], m.latent_vocab, max_new_tokens=args.max_new_tokens,
+            return generate(m.model, m.tokenizer, prompts[:n], m.latent_vocab, max_new_tokens=max_new,
                             batch_size=batch_size)
-        return forced_generate(m, prompts[:n], targets[name][:n], batch_size, args.max_new_tokens)
+        return forced_generate(m, prompts[:n], targets[name][:n], batch_size, max_new)
 
     for name in models:  # warm-up (allocator, kernels)
         run_once(name, 2, 4)
 
     rows: dict[str, dict] = {}
+    prompt_only: dict[int, float] = {}
     for bs in args.batch_sizes:
+        with Stopwatch() as t:  # the prompts' share: the same batches, one new token each
+            run_once("cot", bs, max_new_tokens=1)
+        prompt_only[bs] = t.seconds
         for name in ("cot", "latent"):
             with Stopwatch() as t:
                 gens = run_once(name, bs)
@@ -220,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 "batch_size": bs, "seconds": round(t.seconds, 3), "seconds_per_problem": round(t.seconds / n, 5),
                 "cpu_seconds": round(t.cpu_seconds, 3),
                 "mean_tokens": round(sum(g.num_tokens for g in gens) / n, 2),
+                "max_tokens": max(g.num_tokens for g in gens),
                 "mean_latent_tokens": round(sum(g.num_latent for g in gens) / n, 2),
                 "hit_max_new_tokens": sum(len(g.token_ids) >= args.max_new_tokens for g in gens),
             }
@@ -244,23 +254,28 @@ def main(argv: list[str] | None = None) -> int:
           f"{models['cot'].model.config.hidden_size}, {params / 1e6:.2f} M params")
     print(f"problems: first {len(examples)} of {file} ({dataset}); prompt tokens mean "
           f"{sum(prompt_lens) / len(prompt_lens):.0f} (min {min(prompt_lens)}, max {max(prompt_lens)})")
-    print(f"{'model':<8}{'batch':>6}{'gen tokens':>12}{'latent':>8}{'s/problem':>11}{'accuracy' if trained else 'forced output':>15}{'hit max':>9}")
+    print(f"{'model':<8}{'batch':>6}{'gen tokens':>12}{'max':>6}{'latent':>8}{'s/problem':>11}{'accuracy' if trained else 'forced output':>15}{'hit max':>9}")
     ratios = {}
     for bs in args.batch_sizes:
         for name in ("cot", "latent"):
             r = rows[f"{name}@{bs}"]
             acc = f"{r['accuracy']:.3f}" if trained else f"{r['forced_exact']}/{len(examples)} exact"
-            print(f"{name:<8}{bs:>6}{r['mean_tokens']:>12.1f}{r['mean_latent_tokens']:>8.1f}"
+            print(f"{name:<8}{bs:>6}{r['mean_tokens']:>12.1f}{r['max_tokens']:>6}{r['mean_latent_tokens']:>8.1f}"
                   f"{r['seconds_per_problem']:>11.4f}{acc:>15}{r['hit_max_new_tokens']:>9}")
         c, l_ = rows[f"cot@{bs}"], rows[f"latent@{bs}"]
         ratios[bs] = {
             "tokens_latent_over_cot": round(l_["mean_tokens"] / max(c["mean_tokens"], 1e-9), 3),
             "time_latent_over_cot": round(l_["seconds"] / c["seconds"], 3),
             "cpu_time_latent_over_cot": round(l_["cpu_seconds"] / c["cpu_seconds"], 3),
+            "prompt_only_seconds": round(prompt_only[bs], 3),
+            "prompt_share_cot": round(prompt_only[bs] / c["seconds"], 3),
+            "prompt_share_latent": round(prompt_only[bs] / l_["seconds"], 3),
         }
     for bs, r in ratios.items():
         print(f"batch {bs}: latent / CoT generated tokens = {r['tokens_latent_over_cot']:.3f}, "
-              f"wall time = {r['time_latent_over_cot']:.3f} (process CPU time {r['cpu_time_latent_over_cot']:.3f})")
+              f"wall time = {r['time_latent_over_cot']:.3f} (process CPU time {r['cpu_time_latent_over_cot']:.3f}); "
+              f"reading the prompts + 1 token takes {r['prompt_only_seconds']:.2f} s = {100 * r['prompt_share_cot']:.0f}% "
+              f"of the CoT model's time, {100 * r['prompt_share_latent']:.0f}% of the latent model's")
     own = {}
     if trained and (args.run / "results.json").is_file() and not args.eval_file:
         runs = json.loads((args.run / "results.json").read_text())["runs"]
