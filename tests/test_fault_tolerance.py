@@ -486,7 +486,6 @@ def _assert_same_state(a: dict, b: dict) -> None:
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.slow
 def test_sigkilled_mixed_fit_resumes_to_the_same_result(inputs, tmp_path):
     from lm_latent.finetune.cli import run_lightning
 
@@ -502,7 +501,6 @@ def test_sigkilled_mixed_fit_resumes_to_the_same_result(inputs, tmp_path):
     assert val[0] == val[1]
 
 
-@pytest.mark.slow
 def test_sigkilled_codebook_fit_resumes_from_its_last_checkpoint(inputs, tmp_path):
     """Stage 1 resumes after a SIGKILL and loses only the steps after its last checkpoint. It does not
     end bit-identical to an uninterrupted run: its training loader shuffles with torch's global random
