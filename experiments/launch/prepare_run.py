@@ -64,17 +64,12 @@ def prepare(
     experiment: str | Path, out: str | Path, overrides: list[str] | None = None, force: bool = False
 ) -> list[tuple[str, Path, str]]:
     """Run the single-process stages and write every strategy's stage-2 config; returns the plan rows."""
-    from lm_latent.config import load_experiment, save_yaml
+    from lm_latent.config import load_experiment
     from lm_latent.pipeline.run import Pipeline
 
     cfg = load_experiment(experiment, overrides)
     p = Pipeline(cfg, out, force)
-    p.out.mkdir(parents=True, exist_ok=True)
-    save_yaml(p.cfg, p.out / "config.yaml")
-    data = p.data()
-    tok = p.tokenizer(data)
-    cb = p.codebook(data, tok)
-    codes = p.encode(data, tok, cb)
+    data, tok, cb, codes = p.prepare()
     rows = []
     with _stop_before_mixed_fit():
         for strategy in p.cfg["mixed"]["strategies"]:

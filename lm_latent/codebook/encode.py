@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 
 from lm_latent.codebook.codes_file import CodeTable, load_codes, save_codes
+from lm_latent.digests import file_digest
 from lm_latent.codebook.datamodule import pad_batch
 from lm_latent.codebook.module import CodebookAutoencoder
 from lm_latent.codebook.quantizer import vq_library_version
@@ -30,14 +31,6 @@ log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when encoding changes meaning, so old caches are never reused
 _HASH_CONTENT_UP_TO = 512 * 2**20  # checkpoints larger than this are keyed by size + mtime + path
-
-
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:

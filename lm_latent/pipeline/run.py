@@ -22,7 +22,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from lm_latent.config import save_yaml, to_plain
-from lm_latent.pipeline.stages import Stage, dir_digest, file_digest
+from lm_latent.digests import dir_digest, file_digest
+from lm_latent.pipeline.stages import Stage
 
 log = logging.getLogger("lm_latent.run")
 
@@ -54,6 +55,15 @@ class Pipeline:
 
     def stage(self, name: str, inputs: dict[str, Any]) -> Stage:
         return Stage(name, self.out / name, inputs, force=self.force)
+
+    def prepare(self) -> tuple[dict, dict, dict, dict]:
+        """The single-process stages before the fine-tunes: data, tokenizer, codebook, codes."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_yaml(self.cfg, self.out / "config.yaml")
+        data = self.data()
+        tok = self.tokenizer(data)
+        cb = self.codebook(data, tok)
+        return data, tok, cb, self.encode(data, tok, cb)
 
     # -- data ---------------------------------------------------------------------------------
     def data(self) -> dict[str, Any]:
@@ -317,12 +327,7 @@ def run_experiment(cfg: DictConfig, out: str | Path, force: bool = False) -> dic
     from lm_latent.pipeline.report import codebook_summary, write_results
 
     p = Pipeline(cfg, out, force)
-    p.out.mkdir(parents=True, exist_ok=True)
-    save_yaml(p.cfg, p.out / "config.yaml")
-    data = p.data()
-    tok = p.tokenizer(data)
-    cb = p.codebook(data, tok)
-    codes = p.encode(data, tok, cb)
+    data, tok, cb, codes = p.prepare()
     if p.cfg["evaluation"].get("decode_latents", True):
         p.cfg["evaluation"]["codebook_checkpoint"] = cb["checkpoint"]
     runs = {}
