@@ -164,3 +164,13 @@ def lightning_fit_seconds(module, batches: list[dict], warmup: int) -> float:
     )
     trainer.fit(module, train_dataloaders=loader)
     return Clock.end - Clock.start
+
+
+def add_codebook_args(ap) -> None:
+    """The codebook size flags the stage-1 benchmarks share (defaults: the tiny CPU codebook)."""
+    ap.add_argument("--chunk-size", type=int, default=16)
+    ap.add_argument("--codebook-size", type=int, default=64)
+    ap.add_argument("--code-dim", type=int, default=32)
+    ap.add_argument("--d-model", type=int, default=64)
+    ap.add_argument("--n-heads", type=int, default=4)
+    ap.add_argument("--encoder-layers", type=int, default=1)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from _common import GSM8K_TRAIN, Stopwatch, add_thread_arg, bpe_tokenizer, machine_line, print_json, require_file, set_threads
+from _common import GSM8K_TRAIN, Stopwatch, add_codebook_args, add_thread_arg, bpe_tokenizer, machine_line, print_json, require_file, set_threads
 
 
 @torch.inference_mode()
@@ -73,12 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="gsm8k", help="reader name for read_examples")
     ap.add_argument("--n", type=int, default=None, help="first n examples (default: all)")
     ap.add_argument("--vocab-size", type=int, default=1024, help="BPE trained on the file (not timed)")
-    ap.add_argument("--chunk-size", type=int, default=16)
-    ap.add_argument("--codebook-size", type=int, default=64)
-    ap.add_argument("--code-dim", type=int, default=32)
-    ap.add_argument("--d-model", type=int, default=64)
-    ap.add_argument("--n-heads", type=int, default=4)
-    ap.add_argument("--encoder-layers", type=int, default=1)
+    add_codebook_args(ap)
     ap.add_argument("--kmeans-chunks", type=int, default=4096, help="chunks the codebook is initialised on")
     ap.add_argument("--batch-size", type=int, default=4096, help="chunks per forward in encode_examples (its default)")
     ap.add_argument("--repeats", type=int, default=3, help="median over this many timings of each side")

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from _common import add_thread_arg, bpe_tokenizer, generated_examples, lightning_fit_seconds, machine_line, print_json, set_threads
+from _common import add_codebook_args, add_thread_arg, bpe_tokenizer, generated_examples, lightning_fit_seconds, machine_line, print_json, set_threads
 
 
 def make_batches(workdir: Path, args) -> tuple[list[dict], str]:
@@ -96,12 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generator", choices=("prosqa", "prontoqa"), default="prosqa")
     ap.add_argument("--examples", type=int, default=1024, help="generated problems")
     ap.add_argument("--vocab-size", type=int, default=512, help="BPE trained on the problems")
-    ap.add_argument("--chunk-size", type=int, default=16)
-    ap.add_argument("--codebook-size", type=int, default=64)
-    ap.add_argument("--code-dim", type=int, default=32)
-    ap.add_argument("--d-model", type=int, default=64)
-    ap.add_argument("--n-heads", type=int, default=4)
-    ap.add_argument("--encoder-layers", type=int, default=1)
+    add_codebook_args(ap)
     ap.add_argument("--prompt-layers", type=int, default=1)
     ap.add_argument("--decoder-layers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32, help="examples (each with all its chunks) per step")
