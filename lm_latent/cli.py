@@ -4,6 +4,7 @@
     lm-latent codebook {fit,validate,encode,decode} ...
     lm-latent mixed {fit,validate,test,export} ...
     lm-latent run EXPERIMENT.yaml [--out DIR] [dotted.overrides=...]
+    lm-latent summarize RUN_DIR [RUN_DIR ...]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ COMMANDS = {
     "codebook": ("lm_latent.codebook.cli", "stage 1: fit / encode / decode the CoT codebook"),
     "mixed": ("lm_latent.finetune.cli", "stage 2: fit / validate / test / export the mixed-token LM"),
     "run": ("lm_latent.pipeline.cli", "run an experiment file end to end"),
+    "summarize": ("lm_latent.pipeline.seeds", "mean and spread of finished runs over seeds"),
 }
 
 

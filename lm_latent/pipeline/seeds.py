@@ -1,0 +1,121 @@
+"""Mean and spread over seeds: `lm-latent summarize RUN_DIR [RUN_DIR ...]`.
+
+Each RUN_DIR is a finished `lm-latent run` folder (its `results.json`). The runs must be the same
+experiment with the same strategies and evaluation sets, differing only in `seed` (checked from each
+run's saved `config.yaml`): a summary of runs that differ in anything else would silently mix
+settings. Spread is the sample standard deviation (n - 1) with every seed's own value beside it, since
+three seeds are too few for the deviation alone to mean much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+FIELDS = ("accuracy", "mean_generated_tokens", "mean_latent_tokens")
+CODEBOOK_FIELDS = ("token_accuracy", "token_accuracy_random_codes", "usage", "perplexity")
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+    }
+
+
+def _config_without_seed(run: Path) -> dict:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=True)
+    cfg.pop("seed", None)
+    cfg.get("mixed", {}).get("data", {}).pop("seed", None)
+    return cfg
+
+
+def load_runs(dirs: list[Path]) -> list[dict]:
+    """Read every run's results.json; raise if the runs are not seeds of one experiment."""
+    if not dirs:
+        raise ValueError("give at least one run folder")
+    runs, reference = [], None
+    for d in dirs:
+        path = d / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no results.json (is the run finished?)")
+        results = json.loads(path.read_text())
+        cfg = _config_without_seed(d) if (d / "config.yaml").is_file() else None
+        shape = (results["experiment"], {s: sorted(t) for s, t in results["runs"].items()}, cfg)
+        if reference is None:
+            reference = (d, shape)
+        elif shape != reference[1]:
+            what = ["experiment", "strategies/evaluation sets", "configuration (other than seed)"]
+            differs = [w for w, a, b in zip(what, shape, reference[1]) if a != b]
+            raise ValueError(f"{d} and {reference[0]} are not seeds of one experiment: {', '.join(differs)} differ")
+        runs.append(results)
+    seeds = [r.get("seed") for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"runs share a seed ({seeds}): each seed must be counted once")
+    return runs
+
+
+def summarize(runs: list[dict]) -> dict[str, Any]:
+    first = runs[0]
+    table: dict[str, dict[str, dict]] = {}
+    for strategy, tasks in first["runs"].items():
+        for task in tasks:
+            rows = [r["runs"][strategy][task] for r in runs]
+            ns = {row["n"] for row in rows}
+            if len(ns) != 1:
+                raise ValueError(f"{strategy}/{task}: runs evaluated different numbers of examples {sorted(ns)}")
+            table.setdefault(strategy, {})[task] = {
+                **{f: _stats([float(row[f]) for row in rows]) for f in FIELDS},
+                "n": ns.pop(),
+            }
+    codebook = {f: _stats([float(r["codebook"][f]) for r in runs]) for f in CODEBOOK_FIELDS if f in first["codebook"]}
+    return {"experiment": first["experiment"], "seeds": [r.get("seed") for r in runs], "codebook": codebook, "runs": table}
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    def cell(s: dict, pct: bool) -> str:
+        k = 100.0 if pct else 1.0
+        values = ", ".join(f"{k * v:.1f}" for v in s["values"])
+        return f"{k * s['mean']:.1f} ± {k * s['std']:.1f} ({values})"
+
+    lines = [
+        f"{summary['experiment']}: seeds {', '.join(map(str, summary['seeds']))}; mean ± sample std (per-seed values)",
+        "",
+        "| strategy | eval set | n | accuracy (%) | generated tokens | latent tokens |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for strategy, tasks in summary["runs"].items():
+        for task, r in tasks.items():
+            lines.append(
+                f"| {strategy} | {task} | {r['n']} | {cell(r['accuracy'], True)} | "
+                f"{cell(r['mean_generated_tokens'], False)} | {cell(r['mean_latent_tokens'], False)} |"
+            )
+    cb = summary["codebook"]
+    if cb:
+        lines += ["", "| codebook (held out) | value |", "|---|---|"]
+        lines += [f"| {f} | {cell(s, f != 'perplexity')} |" for f, s in cb.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lm-latent summarize", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run folders, one per seed")
+    parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
+    args = parser.parse_args(argv)
+    try:
+        summary = summarize(load_runs(args.runs))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+    print(markdown(summary), end="")
+    return 0
