@@ -95,3 +95,62 @@ def test_datamodule_names_the_file_without_chains_of_thought(tmp_path, prosqa_to
     dm = CodebookDataModule("canonical", str(path), str(prosqa_tokenizer))
     with pytest.raises(ValueError, match="empty.jsonl: no example has a chain of thought"):
         dm.setup("fit")
+
+
+def _trainer_stub(world_size: int = 1, rank: int = 0, epoch: int = 0):
+    """What the DataModule reads of a trainer: world size, rank and the fit loop's epoch (not restarting)."""
+    from types import SimpleNamespace
+
+    progress = SimpleNamespace(current=SimpleNamespace(processed=epoch))
+    return SimpleNamespace(world_size=world_size, global_rank=rank, accumulate_grad_batches=1,
+                           fit_loop=SimpleNamespace(epoch_progress=progress, restarting=False))
+
+
+def _indices(loader) -> list[list[int]]:
+    return [batch["index"].tolist() for batch in loader]
+
+
+def test_training_order_is_seeded_per_epoch_sharded_and_resumable(tmp_path, prosqa_tokenizer):
+    """The order is a function of (seed, epoch), not of torch's global random stream, so a resumed fit
+    sees the same batches; it starts at the fit loop's epoch and can skip an epoch's first batches.
+    Several processes: each batches its own shard of the DistributedSampler the DataModule built, which
+    the loader reports as its sampler (where Lightning looks before putting in one of its own).
+    Validation goes in order."""
+    from torch.utils.data import DistributedSampler
+
+    from lm_latent.codebook.datamodule import CodebookDataModule
+
+    data = write_prosqa(tmp_path / "train.json", 40, seed=2)
+
+    def datamodule(trainer, seed: int = 0) -> CodebookDataModule:
+        dm = CodebookDataModule("prosqa", str(data), str(prosqa_tokenizer), val_fraction=0.25, global_batch_size=4, seed=seed)
+        dm.trainer = trainer
+        dm.setup("fit")
+        return dm
+
+    dm = datamodule(_trainer_stub(epoch=2))
+    torch.manual_seed(1)
+    loader = dm.train_dataloader()
+    epoch2 = _indices(loader)
+    assert loader.batch_sampler.epoch == 2 and len(epoch2) == len(loader) == 8  # 30 examples, batches of 4
+    assert sorted(sum(epoch2, [])) == list(range(30))
+    torch.manual_seed(2)
+    assert _indices(datamodule(_trainer_stub(epoch=2)).train_dataloader()) == epoch2
+    assert _indices(datamodule(_trainer_stub(epoch=2), seed=1).train_dataloader()) != epoch2
+    loader.batch_sampler.set_epoch(3)  # Lightning's call at each epoch start
+    assert _indices(loader) != epoch2
+    loader.batch_sampler.set_epoch(2)
+    loader.batch_sampler.resume_at(2, 3)
+    assert _indices(loader) == epoch2[3:] and _indices(loader) == epoch2  # only the resumed epoch is cut
+    assert sum(_indices(dm.val_dataloader()), []) == list(range(10))
+
+    shards, val = [], []
+    for rank in (0, 1):
+        dm = datamodule(_trainer_stub(world_size=2, rank=rank, epoch=2))
+        loader = dm.train_dataloader()
+        assert isinstance(loader.sampler, DistributedSampler) and loader.sampler is loader.batch_sampler.sampler
+        assert dm.plan.micro_batch_size == 2 and loader.sampler.seed == 0 and loader.sampler.epoch == 2
+        shards.append(sum(_indices(loader), []))
+        val.append(sum(_indices(dm.val_dataloader()), []))
+    assert len(shards[0]) == len(shards[1]) == 15 and not set(shards[0]) & set(shards[1])
+    assert val == [list(range(0, 10, 2)), list(range(1, 10, 2))]  # 10 examples: no padding copies

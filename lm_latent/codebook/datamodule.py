@@ -6,6 +6,10 @@ Tokenization is the project's segment tokenization (question, each step and answ
 the chunks are exactly the ones stage 2 replaces with codes. The tokenizer is trained on whole
 samples [paper]; only the CoT is chunked. ``global_batch_size`` counts *examples* (each with all its
 chunks) over all processes.
+
+The training order is shuffled per epoch from (seed, epoch), each process batching its own shard, and
+a fit resumed mid-epoch skips the batches the epoch already did (``lm_latent.training``): a run killed
+and resumed sees the batches of an uninterrupted one. Validation goes in order.
 """
 
 from __future__ import annotations
@@ -16,11 +20,18 @@ from typing import Any, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from lm_latent.data.example import Example
 from lm_latent.data.tokenization import TokenizedExample, load_tokenizer, tokenize_examples
-from lm_latent.training import BatchPlan, apply_batch_plan, plan_batches
+from lm_latent.training import (
+    BatchPlan,
+    ResumableBatchSampler,
+    ResumableDataLoader,
+    apply_batch_plan,
+    index_sampler,
+    plan_batches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +163,7 @@ class CodebookDataModule(L.LightningDataModule):
         context: "chunk", or "previous_text" to also yield the CoT tokens before each chunk.
         max_context_tokens: the earlier CoT is left-truncated to this many tokens.
         num_workers: DataLoader worker processes.
-        seed: seed of the held-out split.
+        seed: seed of the held-out split and of the training order.
     """
 
     def __init__(
@@ -219,18 +230,20 @@ class CodebookDataModule(L.LightningDataModule):
         self.val_set = make(val, world)
         log.info("codebook data: %d train / %d val chunks", self.train_set.num_chunks, self.val_set.num_chunks)
 
-    def _loader(self, ds: ChunkDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
+    def _loader(self, ds: ChunkDataset, shuffle: bool) -> ResumableDataLoader:
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = index_sampler(ds, shuffle=shuffle, seed=self.hparams.seed, world_size=world, rank=rank)
+        return ResumableDataLoader(
             ds,
-            batch_size=self.plan.micro_batch_size,
-            shuffle=shuffle,
+            batch_sampler=ResumableBatchSampler(sampler, self.plan.micro_batch_size),
             num_workers=self.hparams.num_workers,
             collate_fn=ChunkCollator(self.tokenizer.pad_token_id, self.hparams.chunk_size),
             persistent_workers=self.hparams.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+    def train_dataloader(self) -> ResumableDataLoader:
+        return self._loader(self.train_set, shuffle=True).follow_fit_loop(self.trainer)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> ResumableDataLoader:
         return self._loader(self.val_set, shuffle=False)

@@ -5,10 +5,16 @@ entropy + the quantizer's commitment loss. Logged under ``train/`` and ``val/``:
 token accuracy, exact-chunk accuracy, codebook usage (share of the K codes used on the epoch), code
 perplexity and dead codes (codes unused on the epoch); validation also logs the token accuracy of the
 same decoder fed *random* codes, the baseline the codes must beat to carry information.
+
+Training steps draw their randomness (dropout, the quantizer's dead-code revival) from a stream of
+their own, seeded by (run seed, epoch, batch, rank), so a fit resumed from a checkpoint replays the
+draws of an uninterrupted one (see :meth:`CodebookAutoencoder.training_step`).
 """
 
 from __future__ import annotations
 
+import os
+import random
 import warnings
 from typing import Literal
 
@@ -192,8 +198,20 @@ class CodebookAutoencoder(L.LightningModule):
             "num_chunks": exact.new_tensor(exact.numel()),
         }
 
+    def _step_seed(self, batch_idx: int) -> int:
+        run_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's, as Lightning reads it
+        return random.Random(f"{run_seed}:{self.current_epoch}:{batch_idx}:{self.global_rank}").getrandbits(63)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        out = self.net(**self._inputs(batch))
+        # Dropout and the quantizer's dead-code revival draw from torch's global random stream. A
+        # checkpoint does not carry it, and the k-means initialisation and every data-loader iterator
+        # draw from it too, at other points in a resumed run. So each step draws from a stream seeded
+        # by (run seed, epoch, batch, rank) instead: a resumed run replays the uninterrupted one's draws
+        # with no state to save (each DDP rank has its own). fork_rng puts the global stream back.
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else []):
+            torch.manual_seed(self._step_seed(batch_idx))
+            out = self.net(**self._inputs(batch))
         r = self._reconstruction(out.logits, batch)
         loss = r["recon_loss"] + out.commit_loss
         self.train_usage.update(out.codes[batch["valid"]])

@@ -8,8 +8,10 @@ then shuffled (training) so lengths do not trend through the epoch. Sorting neve
 so the randomness of the sampler's order is kept at that scale.
 
 It is distributed-aware through its sampler: given a ``DistributedSampler`` (the DataModule builds one
-with the trainer's world size and rank; Lightning leaves it in place), every rank sorts only its own
-shard and all ranks get the same number of batches.
+with the trainer's world size and rank; Lightning leaves it in place, see
+:class:`~lm_latent.training.ResumableDataLoader`), every rank sorts only its own shard and all ranks get
+the same number of batches. Like stage 1's batches, these resume mid-epoch
+(:class:`~lm_latent.training.ResumableBatchSampler`).
 
 The epoch travels *with the indices*: the batch sampler reads ``sampler.epoch`` (Lightning calls
 ``set_epoch`` on it every epoch, for training and evaluation, also after a resume) and yields
@@ -23,34 +25,13 @@ import random
 from typing import Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Sampler
+from torch.utils.data import Sampler
 
 from lm_latent.mixing.sequences import IGNORE_INDEX
+from lm_latent.training import ResumableBatchSampler
 
 
-class EpochSampler(Sampler[int]):
-    """Single-process index sampler with ``set_epoch``: a seeded shuffle per epoch, or in order."""
-
-    def __init__(self, num_samples: int, shuffle: bool = True, seed: int = 0) -> None:
-        self.num_samples = num_samples
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        order = list(range(self.num_samples))
-        if self.shuffle:
-            random.Random(f"{self.seed}:{self.epoch}").shuffle(order)
-        return iter(order)
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
-class LengthBucketBatchSampler(BatchSampler):
+class LengthBucketBatchSampler(ResumableBatchSampler):
     """Batches of similar length from ``sampler``'s indices, as ``(index, epoch)`` pairs.
 
     ``lengths(epoch)`` returns every sample's sequence length in that epoch. ``shuffle`` shuffles the
@@ -70,32 +51,11 @@ class LengthBucketBatchSampler(BatchSampler):
     ) -> None:
         if batch_size < 1 or megabatch_batches < 1:
             raise ValueError("batch_size and megabatch_batches must be >= 1")
-        self.sampler = sampler
-        self.batch_size = batch_size
-        self.drop_last = drop_last
+        super().__init__(sampler, batch_size, drop_last)
         self.lengths = lengths
         self.megabatch_batches = megabatch_batches
         self.shuffle = shuffle
         self.seed = seed
-        self._epoch = 0
-        self._resume: tuple[int, int] | None = None
-
-    @property
-    def epoch(self) -> int:
-        return int(getattr(self.sampler, "epoch", self._epoch))
-
-    def set_epoch(self, epoch: int) -> None:
-        """For use outside Lightning; forwards to the index sampler when it has ``set_epoch``."""
-        self._epoch = epoch
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
-
-    def resume_at(self, epoch: int, batches_done: int) -> None:
-        """Skip the first ``batches_done`` batches the next time ``epoch`` is iterated (mid-epoch resume).
-
-        Bound to the epoch so that, if that epoch's iterator is never used, a later epoch is not cut.
-        """
-        self._resume = (epoch, batches_done)
 
     def batches(self) -> list[list[int]]:
         """This epoch's batches as lists of dataset indices."""
@@ -118,31 +78,8 @@ class LengthBucketBatchSampler(BatchSampler):
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch = self.epoch
-        skip = 0
-        if self._resume is not None and self._resume[0] == epoch:
-            skip, self._resume = self._resume[1], None
-        for batch in self.batches()[skip:]:
+        for batch in super().__iter__():
             yield [(i, epoch) for i in batch]
-
-    def __len__(self) -> int:
-        n = len(self.sampler)  # type: ignore[arg-type]
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-
-class BucketedDataLoader(DataLoader):
-    """A DataLoader over a :class:`LengthBucketBatchSampler` that resumes mid-epoch.
-
-    The position is restored by the DataModule from the trainer's own loop progress (batches completed
-    in the epoch), which is exact even though the loop prefetches a batch ahead; ``state_dict`` only
-    records what the sampler will do, and its presence tells Lightning this loader is resumable.
-    """
-
-    def state_dict(self) -> dict:
-        sampler = self.batch_sampler
-        return {"epoch": getattr(sampler, "epoch", 0)}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
 
 def pad_share(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:

@@ -23,21 +23,22 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import lightning.pytorch as pl
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from lm_latent.codebook.codes_file import CodeTable, load_codes
 from lm_latent.data.tokenization import TokenizedExample, load_tokenizer, tokenize_examples
-from lm_latent.finetune.batching import (
-    BucketedDataLoader,
-    EpochSampler,
-    LengthBucketBatchSampler,
-    MixedCollator,
-    pad_share,
-)
+from lm_latent.finetune.batching import LengthBucketBatchSampler, MixedCollator, pad_share
 from lm_latent.mixing.sequences import build_sequence, sequence_length
 from lm_latent.mixing.strategies import MixingStrategy, Replacement, choose
 from lm_latent.mixing.tokens import LatentVocab, add_latent_tokens
-from lm_latent.training import BatchPlan, apply_batch_plan, plan_batches
+from lm_latent.training import (
+    BatchPlan,
+    EpochSampler,
+    ResumableDataLoader,
+    apply_batch_plan,
+    index_sampler,
+    plan_batches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -313,18 +314,14 @@ class MixedTokenDataModule(pl.LightningDataModule):
     def make_loader(self, dataset: MixedTokenDataset, train: bool, world_size: int = 1, rank: int = 0) -> DataLoader:
         """A bucketed loader over ``dataset`` for process ``rank`` of ``world_size``."""
         hp = self.hparams
-        if world_size > 1:
-            # Built here (not injected by Lightning) so the bucketing sampler sits on top of it.
-            sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=hp.seed)
-        else:
-            sampler = EpochSampler(len(dataset), shuffle=train, seed=hp.seed)
+        sampler = index_sampler(dataset, shuffle=train, seed=hp.seed, world_size=world_size, rank=rank)
         batch = self.plan.micro_batch_size if train else (hp.eval_batch_size or self.plan.micro_batch_size)
         batches = LengthBucketBatchSampler(
             sampler, batch, drop_last=False, lengths=dataset.lengths,
             megabatch_batches=hp.megabatch_batches, shuffle=train, seed=hp.seed,
         )
         pad = self.tokenizer.pad_token_id
-        return BucketedDataLoader(
+        return ResumableDataLoader(
             dataset,
             batch_sampler=batches,
             collate_fn=MixedCollator(pad, hp.pad_to_multiple_of),
@@ -340,21 +337,7 @@ class MixedTokenDataModule(pl.LightningDataModule):
         return self.make_loader(dataset, train, world, rank)
 
     def train_dataloader(self) -> DataLoader:
-        loader = self._loader(self.train_set, True, "train")
-        trainer = self.trainer
-        if trainer is not None:
-            loop = trainer.fit_loop
-            # Lightning creates the first iterator before it calls set_epoch, and data-loader workers
-            # start drawing batches right away: give the sampler the (possibly resumed) epoch now.
-            epoch = loop.epoch_progress.current.processed
-            loader.batch_sampler.set_epoch(epoch)
-            if loop.restarting:
-                # Lightning cannot fast-forward a plain loader: skip the micro batches this epoch
-                # already processed before the checkpoint (its own counter, exact despite prefetching).
-                done = loop.epoch_loop.batch_progress.current.processed
-                if 0 < done < len(loader.batch_sampler):
-                    loader.batch_sampler.resume_at(epoch, done)
-        return loader
+        return self._loader(self.train_set, True, "train").follow_fit_loop(self.trainer)
 
     def val_dataloader(self):
         return self._loader(self.val_set, False, "val") if self.val_set is not None else []
