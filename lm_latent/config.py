@@ -16,7 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> DictConfig:
     """Load ``path`` (following ``base: other.yaml`` chains, relative to the file) and apply
     ``key.sub=value`` overrides. Overrides must name keys that exist (typos fail loudly), except
-    under ``trainer``/``model``/``data`` blocks, whose keys LightningCLI validates."""
+    under ``trainer``/``model``/``data`` blocks, whose keys LightningCLI validates.
+
+    An evaluation set given as ``null`` (``evaluation.sets.NAME: null``) removes a set the base defines:
+    merging can add and change keys but not take them away."""
     cfg = _load_with_bases(Path(path), seen=())
     for item in overrides or []:
         if "=" not in item:
@@ -25,6 +28,10 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Dic
         if not _is_open(key) and OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
             raise KeyError(f"override '{item}': no key '{key}' in {path}")
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+    sets = OmegaConf.select(cfg, "evaluation.sets")
+    if sets is not None:
+        for name in [n for n, s in sets.items() if s is None]:
+            del sets[name]
     return cfg
 
 
