@@ -486,6 +486,16 @@ def _assert_same_state(a: dict, b: dict) -> None:
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def _assert_same_validation(run_cli, args, inputs: dict[str, str], tmp_path: Path, metric: str) -> None:
+    """Validating the uninterrupted and the resumed run's last.ckpt gives the same ``metric``."""
+    val = []
+    for root in ("straight", "killed"):
+        ckpt = str(tmp_path / root / "checkpoints" / "last.ckpt")
+        cli = run_cli(["validate", *args(inputs, tmp_path / f"val_{root}", "--ckpt_path", ckpt)])
+        val.append(float(cli.trainer.callback_metrics[metric]))
+    assert val[0] == val[1]
+
+
 def test_sigkilled_mixed_fit_resumes_to_the_same_result(inputs, tmp_path):
     from lm_latent.finetune.cli import run_lightning
 
@@ -493,12 +503,7 @@ def test_sigkilled_mixed_fit_resumes_to_the_same_result(inputs, tmp_path):
     straight, resumed = _kill_then_resume("mixed", mixed_args, inputs, tmp_path, total=16, every=4, kill_at=9)
     assert straight["global_step"] == 16
     _assert_same_state(straight, resumed)
-    val = []
-    for root in ("straight", "killed"):
-        cli = run_lightning(["validate", *mixed_args(inputs, tmp_path / f"val_{root}", "--ckpt_path",
-                                                     str(tmp_path / root / "checkpoints" / "last.ckpt"))])
-        val.append(float(cli.trainer.callback_metrics["val/loss"]))
-    assert val[0] == val[1]
+    _assert_same_validation(run_lightning, mixed_args, inputs, tmp_path, "val/loss")
 
 
 def test_sigkilled_codebook_fit_resumes_to_the_same_result(inputs, tmp_path):
@@ -513,9 +518,4 @@ def test_sigkilled_codebook_fit_resumes_to_the_same_result(inputs, tmp_path):
     straight, resumed = _kill_then_resume("codebook", args, inputs, tmp_path, total=12, every=3, kill_at=7)
     assert straight["global_step"] == 12
     _assert_same_state(straight, resumed)
-    val = []
-    for root in ("straight", "killed"):
-        cli = lightning_cli(["validate", *args(inputs, tmp_path / f"val_{root}", "--ckpt_path",
-                                               str(tmp_path / root / "checkpoints" / "last.ckpt"))])
-        val.append(float(cli.trainer.callback_metrics["val/recon_loss"]))
-    assert val[0] == val[1]
+    _assert_same_validation(lightning_cli, args, inputs, tmp_path, "val/recon_loss")
