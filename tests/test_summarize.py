@@ -64,3 +64,57 @@ def test_an_unfinished_run_is_named(tmp_path, capsys):
     (tmp_path / "unfinished").mkdir()
     assert main(["summarize", str(tmp_path / "unfinished")]) == 2
     assert "unfinished/results.json: no results.json" in capsys.readouterr().err
+
+
+# -- experiments/results/run_seeds.sh -----------------------------------------------------------------
+RUN_SEEDS = Path(__file__).resolve().parents[1] / "experiments" / "results" / "run_seeds.sh"
+
+# Stands in for `lm-latent`: `run` writes a finished run folder from its seed override (failing for
+# seed 13), anything else goes to the real command line.
+FAKE_LM_LATENT = """#!/bin/bash
+if [ "$1" = run ]; then
+  out=$4 seed=${5#seed=}
+  echo "$@" >> "$ARGS_LOG"
+  [ "$seed" = 13 ] && { echo "stage failed" >&2; exit 1; }
+  exec {python} -c "import sys; sys.path.insert(0, '{tests}'); from test_summarize import write_run; from pathlib import Path; write_run(Path('$out'), $seed, 0.5 + $seed / 10, 10.0)"
+fi
+exec {python} -m lm_latent.cli "$@"
+"""
+
+
+def fake_lm_latent(tmp_path: Path) -> dict[str, str]:
+    import os
+    import sys
+
+    fake = tmp_path / "lm-latent"
+    fake.write_text(FAKE_LM_LATENT.replace("{python}", sys.executable).replace("{tests}", str(Path(__file__).parent)))
+    fake.chmod(0o755)
+    return dict(os.environ, LM_LATENT=str(fake), ARGS_LOG=str(tmp_path / "args.log"))
+
+
+def test_run_seeds_runs_every_seed_then_summarizes(tmp_path):
+    import subprocess
+
+    env = fake_lm_latent(tmp_path)
+    out = tmp_path / "runs"
+    result = subprocess.run(["bash", str(RUN_SEEDS), "exp.yaml", str(out), "0", "1", "2"], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    calls = sorted((tmp_path / "args.log").read_text().splitlines())
+    assert calls == [f"run exp.yaml --out {out}/seed{s} seed={s} mixed.data.seed={s}" for s in range(3)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1, 2]
+    assert summary["runs"]["latent_ar"]["valid"]["accuracy"]["mean"] == pytest.approx(0.6)
+    assert "60.0 ± 10.0 (50.0, 60.0, 70.0)" in (out / "summary.md").read_text()
+
+
+def test_run_seeds_reports_a_failed_seed_and_writes_no_summary(tmp_path):
+    import subprocess
+
+    env = fake_lm_latent(tmp_path)
+    out = tmp_path / "runs"
+    result = subprocess.run(["bash", str(RUN_SEEDS), "exp.yaml", str(out), "0", "13"], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "a seed failed" in result.stderr and "rerun this command to resume" in result.stderr
+    assert (out / "seed0" / "results.json").is_file() and not (out / "summary.json").exists()
