@@ -88,7 +88,9 @@ def untrained_models(examples, workdir: Path, args):
     models = {}
     for i, name in enumerate(("latent", "cot")):
         pl.seed_everything(i, verbose=False)
-        models[name] = MixedTokenLM(default_model_spec(), tokenizer_dir=str(workdir), num_codes=args.num_codes).eval()
+        module = MixedTokenLM(default_model_spec(), tokenizer_dir=str(workdir), num_codes=args.num_codes)
+        module.configure_model()
+        models[name] = module.eval()
     return models
 
 

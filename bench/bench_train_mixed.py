@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         pl.seed_everything(0, verbose=False)
         base = MixedTokenLM(spec, tokenizer_dir=tok_dir, num_codes=num_codes, lr=3e-4, lr_schedule="constant")
+        base.configure_model()  # built once here: both loops get copies of the same initial weights
     tokens = sum(b["input_ids"].numel() for b in batches[args.warmup :])
     real = sum(int(b["attention_mask"].sum()) for b in batches[args.warmup :])
     params = sum(p.numel() for p in base.parameters())

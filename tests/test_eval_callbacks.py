@@ -357,6 +357,7 @@ def test_callback_drives_the_stage2_module(toy_dir, tmp_path):
     from lm_latent.finetune.module import MixedTokenLM
 
     mixed = MixedTokenLM({"pretrained": str(toy_dir)}, num_codes=NUM_CODES)
+    mixed.configure_model()
     # Extending the vocabulary re-initialises the latent rows; put the trained ones back.
     mixed.model.load_state_dict(LlamaForCausalLM.from_pretrained(str(toy_dir)).state_dict())
     runs = {}

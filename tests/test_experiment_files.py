@@ -206,7 +206,8 @@ def check_codebook_config(config: Path) -> tuple[int, int]:
 
 
 def check_mixed_config(config: Path) -> None:
-    """Instantiate stage 2 from ``config`` (model on the meta device, trainer on CPU) and load one batch."""
+    """Instantiate stage 2 from ``config`` (trainer on CPU), build the model on the meta device as an
+    empty-init strategy would, and load one batch."""
     from lm_latent.training import plan_batches
 
     written = OmegaConf.to_container(OmegaConf.load(config))
@@ -215,10 +216,19 @@ def check_mixed_config(config: Path) -> None:
     devices, nodes = written["trainer"].get("devices", 1), written["trainer"].get("num_nodes", 1)
     for world in [devices * nodes] if isinstance(devices, int) else [nodes, 8 * nodes]:
         plan_batches(written["data"].get("global_batch_size", 32), world, written["data"].get("micro_batch_size"))
-    with torch.device("meta"):
-        cli = _mixed_cli(config)
+    cli = _mixed_cli(config)
     dm, module = cli.datamodule, cli.model
-    assert next(module.model.parameters()).device.type == "meta"
+    assert module.model is None  # instantiating reads the tokenizer only: the LM comes in configure_model
+    with torch.device("meta"):
+        module.configure_model()
+    assert {p.device.type for p in module.model.parameters()} == {"meta"}
+    strategy = written["trainer"].get("strategy")
+    policies = (strategy.get("init_args") or {}) if isinstance(strategy, dict) else {}
+    for key in ("auto_wrap_policy", "activation_checkpointing_policy"):
+        for path in policies.get(key) or []:  # FSDP: the layer classes it wraps must be the model's
+            module_name, _, name = path.rpartition(".")
+            layer = getattr(importlib.import_module(module_name), name)
+            assert any(isinstance(m, layer) for m in module.model.modules()), f"{key}: no {name} in the model"
     rows = module.model.get_input_embeddings().weight.shape[0]
     assert len(dm.tokenizer) == len(module.tokenizer) <= rows
     assert dm.latent_vocab == module.latent_vocab
@@ -289,19 +299,10 @@ def standin_launcher(*args) -> None:
 
 @pytest.fixture
 def offline_stages(monkeypatch):
-    """Pretrained directories built from their config.json on the current (meta) device, and the
-    pipeline's stage launcher replaced by :func:`standin_launcher`."""
-    from lm_latent.finetune import model as model_mod
+    """The pipeline's stage launcher replaced by :func:`standin_launcher` (whose meta-device model build
+    reads only the stand-in pretrained directories' config.json: they hold no weights)."""
     from lm_latent.pipeline import run as run_mod
 
-    def from_config_only(spec):
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        model_mod._dtype(spec.get("dtype"))  # the dtype name must be valid
-        config = AutoConfig.from_pretrained(spec["pretrained"], local_files_only=True)
-        return AutoModelForCausalLM.from_config(config)
-
-    monkeypatch.setattr(model_mod, "_load_pretrained", from_config_only)
     monkeypatch.setattr(run_mod, "_cli", standin_launcher)
 
 

@@ -40,10 +40,17 @@ def test_example_config_fast_dev_run(files, tmp_path):
     assert main(["fit", *_args(files, tmp_path, "--trainer.fast_dev_run", "true")]) == 0
 
 
-def test_fit_resumes_from_last_checkpoint_then_validate_test_and_export(files, tmp_path):
+def test_fit_resumes_from_last_checkpoint_then_validate_test_and_export(files, tmp_path, capsys):
     root = tmp_path / "run"
     assert main(["fit", *_args(files, root, "--trainer.max_steps", "3", "--trainer.max_epochs", "-1")]) == 0
     last = root / "checkpoints" / "last.ckpt"
+    # Another model size is refused before anything is written, although the LM is only built when the
+    # run starts (configure_model): the check compares with its architecture on the meta device.
+    before = sorted((p, p.stat().st_mtime_ns) for p in root.rglob("*"))
+    assert main(["fit", *_args(files, root, "--model.lm.hidden_size", "64", "--ckpt_path", "last")]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the configured model" in err and ", 128) in the checkpoint" in err and ", 64) here" in err
+    assert sorted((p, p.stat().st_mtime_ns) for p in root.rglob("*")) == before
     first = torch.load(last, map_location="cpu", weights_only=True)
     assert first["global_step"] == 3
     # Accumulation is derived from the global batch: 8 / (1 device x micro batch 4) = 2.

@@ -117,6 +117,83 @@ def test_checkpoint_is_self_contained(files, tmp_path):
     assert ours == theirs
 
 
+def test_the_model_is_built_by_configure_model(files):
+    """Construction allocates none of the LM's weights (what FSDP/DDP need: it is built under the strategy's
+    init context); configure_model builds exactly what construction used to, whatever ran in between."""
+    from lm_latent.data.tokenization import load_tokenizer
+    from lm_latent.finetune.model import build_model
+    from lm_latent.finetune.vocab import extend_vocabulary
+
+    pl.seed_everything(0)
+    reference = build_model(TINY_LLAMA, tok := load_tokenizer(files["tokenizer_dir"]))
+    extend_vocabulary(reference, tok, K)
+
+    module = _module(files)
+    assert module.model is None and not list(module.parameters())
+    assert len(module.tokenizer) == len(tok) and module.latent_vocab.num_codes == K  # the data's check needs these
+    with pytest.raises(RuntimeError, match="configure_model"):
+        module.generate(["Is Tom a wumpus?"])
+    torch.randn(1000)  # the RNG moves on between construction and the Trainer's configure_model
+    module.configure_model()
+    model = module.model
+    module.configure_model()  # Lightning calls it at every fit/validate/test: it builds once
+    assert module.model is model
+    assert model.state_dict().keys() == reference.state_dict().keys()
+    for name, p in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], p), name
+
+
+def test_meta_device_build(files):
+    """Under ``torch.device("meta")`` (an empty-init strategy, or the CLI's shape check) nothing is
+    allocated, also for the random row initialisation that reads values."""
+    module = _module(files, new_token_init="random", gradient_checkpointing=True)
+    with torch.device("meta"):
+        module.configure_model()
+    assert {p.device.type for p in module.parameters()} == {"meta"}
+    assert module.model.get_input_embeddings().weight.shape[0] >= len(module.tokenizer)
+
+
+def test_gradient_checkpointing_without_deprecation_warning(files):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = _module(files, gradient_checkpointing=True)
+        module.configure_model()
+    assert not [w for w in caught if "deprecated" in str(w.message)]
+    assert module.model.is_activation_checkpointing
+    layer = module.model.model.layers[0]
+    assert layer.gradient_checkpointing and layer._gradient_checkpointing_func.keywords == {"use_reentrant": False}
+
+
+def test_fit_checkpoint_load_validate_and_export_keep_the_weights(files, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from lm_latent.finetune.export import export_checkpoint
+
+    module, dm = _module(files), datamodule(files, global_batch_size=8)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    _trainer(tmp_path, 3, [ckpt]).fit(module, dm)
+    last = str(tmp_path / "ck" / "last.ckpt")
+    trained = {k: v.clone() for k, v in module.state_dict().items()}
+
+    def same_weights(state: dict, prefix: str = "") -> None:
+        assert {prefix + k for k in state} == set(trained)
+        for name, p in state.items():
+            assert torch.equal(p, trained[prefix + name]), name
+
+    same_weights(MixedTokenLM.load_from_checkpoint(last, map_location="cpu").state_dict())
+    # A fresh module handed to the Trainer with --ckpt_path: configure_model builds it, then the weights load.
+    fresh = _module(files)
+    validator = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                           enable_checkpointing=False, default_root_dir=tmp_path)
+    theirs = validator.validate(fresh, dm, ckpt_path=last, verbose=False)
+    same_weights(fresh.state_dict())
+    assert theirs == validator.validate(module, dm, verbose=False)
+    export_checkpoint(last, tmp_path / "hf")
+    same_weights(AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).state_dict(), prefix="model.")
+
+
 def test_model_and_data_vocabularies_must_agree(files, tmp_path):
     module = MixedTokenLM(TINY_LLAMA, tokenizer_dir=files["tokenizer_dir"], num_codes=K + 1)
     with pytest.raises(ValueError, match="does not match the data's"):

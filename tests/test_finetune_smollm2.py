@@ -77,6 +77,7 @@ def test_smollm2_mixed_finetune_and_export(smollm2, tmp_path):
     pl.seed_everything(0)
     module = MixedTokenLM({"pretrained": str(smollm2)}, tokenizer_dir=str(smollm2), num_codes=K, lr=3e-4,
                           lr_schedule="constant")
+    module.configure_model()
     assert embeddings_tied(module.model) and len(module.tokenizer) == 49152 + K + 2
     losses = Losses()
     trainer = pl.Trainer(accelerator="cpu", max_steps=8, logger=False, enable_progress_bar=False,

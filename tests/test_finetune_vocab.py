@@ -105,6 +105,29 @@ def test_codebook_init_preserves_code_geometry(tiny_tokenizer, tmp_path):
         assert torch.allclose(matrix[vocab.bo_id], mean) and torch.allclose(matrix[vocab.eo_id], mean)
 
 
+@pytest.mark.parametrize("init", ["random", "codebook"])
+def test_new_rows_under_a_bf16_default_dtype(tiny_tokenizer, init):
+    """A ``bf16-true`` Trainer builds the model in configure_model with bfloat16 as the default dtype: the
+    seeded draws stay float32 (CPU QR has no bfloat16), so the rows are those of a float32 build."""
+    import copy
+
+    model, tok = _build("llama_untied", tiny_tokenizer)
+    vectors = torch.randn(K, 32, generator=torch.Generator().manual_seed(1)) if init == "codebook" else None
+    reference, ref_tok = copy.deepcopy(model), copy.deepcopy(tok)
+    vocab = extend_vocabulary(reference, ref_tok, K, init=init, codebook_vectors=vectors, seed=0)
+    model = model.to(torch.bfloat16)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        assert extend_vocabulary(model, tok, K, init=init, codebook_vectors=vectors, seed=0) == vocab
+    finally:
+        torch.set_default_dtype(default)
+    new = slice(vocab.first_latent_id, vocab.first_latent_id + K)
+    for ours, theirs in ((model.get_input_embeddings(), reference.get_input_embeddings()),
+                         (model.get_output_embeddings(), reference.get_output_embeddings())):
+        torch.testing.assert_close(ours.weight[new].float(), theirs.weight[new], rtol=0.02, atol=1e-4)
+
+
 def test_bad_init_options_are_clear(tiny_tokenizer, tmp_path):
     model, tok = _build("gpt2", tiny_tokenizer)
     with pytest.raises(ValueError, match="unknown new-token init"):
@@ -147,6 +170,7 @@ def test_codebook_init_from_a_stage1_checkpoint(tiny_tokenizer, tmp_path):
 
     module = MixedTokenLM(SPECS["llama_tied"], tokenizer_dir=str(tiny_tokenizer), num_codes=K,
                           new_token_init="codebook", codebook_vectors=str(tmp_path / "stage1.ckpt"))
+    module.configure_model()
     v = module.latent_vocab
     rows = module.model.get_input_embeddings().weight[v.first_latent_id : v.first_latent_id + K]
     # Distances between latent tokens are the distances between their codes, up to one scale.

@@ -47,7 +47,16 @@ def _cli_class():
             parser.link_arguments("data.num_codes", "model.num_codes", apply_on="instantiate")
 
         def check_checkpoint_inputs(self, ckpt: dict, path) -> None:
+            import torch
+
+            from lm_latent.checkpointing import check_state_shapes
+
             check_checkpoint_tokenizer(ckpt, path, self.datamodule.tokenizer, self.datamodule.hparams.tokenizer_dir)
+            # The LM is only built when the run starts (configure_model): compare the checkpoint with the
+            # configured architecture on the meta device, which allocates nothing and reads no weights.
+            with torch.device("meta"):
+                architecture = torch.nn.ModuleDict({"model": self.model.build_lm()})
+            check_state_shapes(ckpt, path, architecture)
 
     return MixedTokenCLI, ModelCheckpoint
 

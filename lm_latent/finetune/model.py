@@ -44,43 +44,83 @@ def tokenizer_defaults(tokenizer) -> dict[str, Any]:
     return out
 
 
-def build_model(spec: Mapping[str, Any], tokenizer=None):
-    """Instantiate the causal LM described by ``spec`` (see the module docstring).
+def model_spec(spec: Mapping[str, Any], tokenizer=None) -> dict[str, Any]:
+    """``spec`` checked, and completed with what a from-config model takes from ``tokenizer``: the spec
+    :func:`build_model` builds without the tokenizer (so the tokenizer may be extended afterwards).
 
     For a from-config model, ``vocab_size`` and the bos/eos/pad ids default to the tokenizer's; a
     ``vocab_size`` smaller than the tokenizer is an error (token ids would index past the embedding).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     spec = dict(spec)
     if "config_json" in spec:
-        return build_from_config_json(spec["config_json"])
+        return spec
     if "pretrained" in spec:
         unknown = set(spec) - _PRETRAINED_KEYS
         if unknown:
             raise ValueError(f"model spec: unknown keys for a pretrained model: {sorted(unknown)}")
-        return _load_pretrained(spec)
+        _pretrained_dir(spec)
+        _dtype(spec.get("dtype"))
+        return spec
     if "model_type" not in spec:
         raise ValueError("model spec needs either 'pretrained: DIR' or 'model_type: llama|gpt2|...' plus config keys")
-    model_type = spec.pop("model_type")
     if tokenizer is not None:
         for key, value in tokenizer_defaults(tokenizer).items():
             spec.setdefault(key, value)
         if spec["vocab_size"] < len(tokenizer):
             raise ValueError(f"model spec: vocab_size={spec['vocab_size']} is smaller than the tokenizer ({len(tokenizer)})")
+    config_keys = {k: v for k, v in spec.items() if k != "model_type"}
     try:
-        config = AutoConfig.for_model(model_type, **spec)
+        AutoConfig.for_model(spec["model_type"], **config_keys)  # cheap: a bad key fails here, not at fit
     except ValueError as e:
         raise ValueError(f"model spec: {e}") from None
-    return AutoModelForCausalLM.from_config(config)
+    return spec
+
+
+def build_model(spec: Mapping[str, Any], tokenizer=None):
+    """Instantiate the causal LM described by ``spec`` (see the module docstring and :func:`model_spec`).
+
+    Parameters are created on the current default device (a ``torch.device`` context). Under the meta
+    device a pretrained spec gives its architecture only, built from its config: no weights are read
+    (``from_pretrained`` refuses the meta device).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    spec = model_spec(spec, tokenizer)
+    if "config_json" in spec:
+        return build_from_config_json(spec["config_json"])
+    if "pretrained" in spec:
+        if torch.get_default_device().type == "meta":
+            return _pretrained_architecture(spec)
+        return _load_pretrained(spec)
+    model_type = spec.pop("model_type")
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **spec))
+
+
+def _pretrained_dir(spec: dict[str, Any]) -> Path:
+    path = Path(spec["pretrained"]).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"model spec: pretrained directory not found: {path}")
+    return path
+
+
+def _pretrained_architecture(spec: dict[str, Any]):
+    """The pretrained model's architecture with uninitialised weights (for the meta device)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    remote = bool(spec.get("trust_remote_code", False))
+    extra = {"gguf_file": spec["gguf_file"]} if spec.get("gguf_file") else {}
+    config = AutoConfig.from_pretrained(str(_pretrained_dir(spec)), local_files_only=True, trust_remote_code=remote, **extra)
+    if hasattr(config, "quantization_config"):  # as _dequantized_copy: the weights are plain tensors
+        del config.quantization_config
+    return AutoModelForCausalLM.from_config(config, trust_remote_code=remote)
 
 
 def _load_pretrained(spec: dict[str, Any]):
     from transformers import AutoModelForCausalLM
 
-    path = Path(spec["pretrained"]).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"model spec: pretrained directory not found: {path}")
+    path = _pretrained_dir(spec)
     kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": bool(spec.get("trust_remote_code", False))}
     if spec.get("dtype") is not None:
         kwargs["dtype"] = _dtype(spec["dtype"])
@@ -88,10 +128,13 @@ def _load_pretrained(spec: dict[str, Any]):
         kwargs["attn_implementation"] = spec["attn_implementation"]
     if spec.get("gguf_file"):
         kwargs["gguf_file"] = spec["gguf_file"]
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    if spec.get("gguf_file"):
-        model = _dequantized_copy(model)
-    return model
+    # from_pretrained turns a device context (a Lightning strategy's init context: cuda:N) into a
+    # device_map, which needs accelerate (not a dependency): load on the CPU, then move the model there.
+    with torch.device("cpu"):
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+        if spec.get("gguf_file"):
+            model = _dequantized_copy(model)
+    return model.to(torch.get_default_device())
 
 
 def _dequantized_copy(model):

@@ -4,6 +4,13 @@ It holds a Hugging Face causal LM (``.model``), the extended tokenizer (``.token
 layout (``.latent_vocab``), and only wires the loss, logging and the optimizer; the model, the
 vocabulary extension, the data and generation live in plain functions next to it.
 
+The LM is built in :meth:`MixedTokenLM.configure_model`, not in ``__init__``: the Trainer calls it once
+the processes are up, under the strategy's init context (single device and DDP: on the device itself;
+a ``*-true`` precision: in its dtype), and ``load_from_checkpoint`` calls it before loading the weights.
+Construction only reads the tokenizer and adds the latent tokens, so the data and the checks that need
+the vocabulary work before any weight exists. Outside a Trainer (tests, benchmarks), call
+``module.configure_model()`` before using ``module.model``.
+
 Checkpoints are self-contained: besides the weights they carry the extended tokenizer and the model's
 config, so ``MixedTokenLM.load_from_checkpoint(path)`` rebuilds the module even where the original
 tokenizer directory or pretrained weights are gone (and never loads pretrained weights twice).
@@ -20,10 +27,11 @@ import lightning.pytorch as pl
 import torch
 
 from lm_latent.finetune.generation import Generation, generate
-from lm_latent.finetune.model import build_model, config_json
+from lm_latent.finetune.model import build_model, config_json, model_spec
 from lm_latent.finetune.vocab import extend_vocabulary, load_codebook_vectors
 from lm_latent.data.tokenization import load_tokenizer
 from lm_latent.mixing.sequences import IGNORE_INDEX
+from lm_latent.mixing.tokens import add_latent_tokens
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
 ASSETS_KEY = "lm_latent"
@@ -71,22 +79,51 @@ class MixedTokenLM(pl.LightningModule):
         if tok_dir is None:
             raise ValueError("MixedTokenLM needs tokenizer_dir (or a pretrained model directory holding its tokenizer)")
         self.tokenizer = load_tokenizer(tok_dir)
-        self.model = build_model(lm, self.tokenizer)
+        # What the model takes from the base tokenizer (a from-config model's vocabulary size and special
+        # ids) is fixed before the latent tokens are added; the model itself comes in configure_model.
+        self._lm_spec = model_spec(lm, self.tokenizer)
+        self._codebook_vectors = None
         self.latent_vocab = None
         if num_codes > 0:
             if new_token_init == "codebook" and codebook_vectors is None:
                 raise ValueError("new_token_init='codebook' needs codebook_vectors (a stage-1 checkpoint)")
-            vectors = load_codebook_vectors(codebook_vectors, num_codes) if new_token_init == "codebook" else None
-            self.latent_vocab = extend_vocabulary(
-                self.model, self.tokenizer, num_codes, init=new_token_init, codebook_vectors=vectors, seed=init_seed
-            )
-        if len(self.tokenizer) > self.model.get_input_embeddings().weight.shape[0]:
-            raise ValueError(
-                f"the tokenizer has {len(self.tokenizer)} tokens but the model only "
-                f"{self.model.get_input_embeddings().weight.shape[0]} embedding rows"
-            )
-        if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            if new_token_init == "codebook":
+                self._codebook_vectors = load_codebook_vectors(codebook_vectors, num_codes)
+            self.latent_vocab = add_latent_tokens(self.tokenizer, num_codes)
+        # A model built on the CPU draws its random initialisation from the generator as it is now, not as
+        # whatever ran between here and configure_model left it: the same seed, the same initial weights.
+        self._init_rng_state = torch.get_rng_state()
+        self.model = None
+
+    def configure_model(self) -> None:
+        """Build the LM: load or initialise it, extend its vocabulary, turn on gradient checkpointing.
+
+        Idempotent (Lightning calls it at every fit/validate/test, and ``load_from_checkpoint`` once more).
+        """
+        if self.model is not None:
+            return
+        model = self.build_lm()
+        if self.hparams.gradient_checkpointing:
+            # Non-reentrant, as torch recommends; spelled out so that a new transformers default cannot change it.
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        self.model = model
+
+    def build_lm(self):
+        """The configured LM, vocabulary extended and new rows initialised, on the current default device.
+
+        Under ``torch.device("meta")`` this is the architecture alone (nothing allocated, no weights read):
+        what a checkpoint's shapes are compared with before the run starts."""
+        hp = self.hparams
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self._init_rng_state)
+            model = build_model(self._lm_spec)
+            if self.latent_vocab is not None:
+                extend_vocabulary(model, self.tokenizer, hp.num_codes, init=hp.new_token_init,
+                                  codebook_vectors=self._codebook_vectors, seed=hp.init_seed)
+        rows = model.get_input_embeddings().weight.shape[0]
+        if len(self.tokenizer) > rows:
+            raise ValueError(f"the tokenizer has {len(self.tokenizer)} tokens but the model only {rows} embedding rows")
+        return model
 
     # -- steps ------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, labels=None):
@@ -166,6 +203,8 @@ class MixedTokenLM(pl.LightningModule):
     # -- generation -------------------------------------------------------------------------------
     def generate(self, prompts: list[str], **kwargs) -> list[Generation]:
         """:func:`lm_latent.finetune.generation.generate` with this module's model, tokenizer and latents."""
+        if self.model is None:
+            raise RuntimeError("MixedTokenLM has no model yet: call configure_model() first (a Trainer does)")
         return generate(self.model, self.tokenizer, prompts, self.latent_vocab, **kwargs)
 
 

@@ -65,9 +65,13 @@ def extend_vocabulary(
         model.resize_token_embeddings(needed, mean_resizing=False)
     if tied and not embeddings_tied(model):
         raise RuntimeError("resizing untied the input and output embeddings")
-    generator = torch.Generator().manual_seed(seed)
-    latent_ids = torch.arange(vocab.first_latent_id, vocab.first_latent_id + num_codes)
-    delim_ids = torch.tensor([vocab.bo_id, vocab.eo_id])
+    if model.get_input_embeddings().weight.is_meta:
+        return vocab  # shapes only: the weights get their values where they are materialised or loaded
+    # Seeded draws come from a CPU generator whatever device the model is built on (a Lightning
+    # strategy's init context may make CUDA the default device), so the new rows depend on the seed only.
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    latent_ids = torch.arange(vocab.first_latent_id, vocab.first_latent_id + num_codes, device="cpu")
+    delim_ids = torch.tensor([vocab.bo_id, vocab.eo_id], device="cpu")
     matrices = [model.get_input_embeddings()]
     if not tied and model.get_output_embeddings() is not None:
         matrices.append(model.get_output_embeddings())
@@ -82,23 +86,28 @@ def _init_rows(module, num_old: int, latent_ids, delim_ids, init, codebook_vecto
     old = weight[:num_old].float()
     mean = old.mean(dim=0)
     new_ids = torch.cat([latent_ids, delim_ids])
+
+    def draw(*shape: int) -> torch.Tensor:  # float32 on the CPU generator, also under another default dtype
+        return torch.randn(*shape, generator=generator, device="cpu", dtype=torch.float32).to(weight.device)
+
     if init == "mean":
         values = mean.expand(len(new_ids), -1)
     elif init == "random":
-        std = old.std().item()
-        values = torch.randn(len(new_ids), weight.shape[1], generator=generator) * std
+        values = draw(len(new_ids), weight.shape[1]) * old.std()
     else:
-        centred = codebook_vectors.float() - codebook_vectors.float().mean(dim=0)
+        vectors = codebook_vectors.to(weight.device, torch.float32)
+        centred = vectors - vectors.mean(dim=0)
         u, s, _ = torch.linalg.svd(centred, full_matrices=False)
         m = min(len(s), weight.shape[1])
         coords = u[:, :m] * s[:m]  # principal coordinates: same pairwise distances as the codebook
-        basis, _ = torch.linalg.qr(torch.randn(weight.shape[1], m, generator=generator))  # H x m orthonormal
+        basis, _ = torch.linalg.qr(draw(weight.shape[1], m))  # H x m orthonormal
         projected = coords @ basis.T
         # Match the spread of the existing rows around their mean (root-mean-square row distance).
         target = (old - mean).pow(2).sum(dim=1).mean().sqrt()
         current = projected.pow(2).sum(dim=1).mean().sqrt().clamp_min(1e-12)
         latent_rows = mean + projected * (target / current)
         values = torch.cat([latent_rows, mean.expand(len(delim_ids), -1)])
+    new_ids = new_ids.to(weight.device)
     weight[new_ids] = values.to(weight.dtype)
     bias = getattr(module, "bias", None)
     if bias is not None:
