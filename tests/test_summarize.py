@@ -118,3 +118,23 @@ def test_run_seeds_reports_a_failed_seed_and_writes_no_summary(tmp_path):
     assert result.returncode == 1
     assert "a seed failed" in result.stderr and "rerun this command to resume" in result.stderr
     assert (out / "seed0" / "results.json").is_file() and not (out / "summary.json").exists()
+
+
+def test_chain_checks_of_logic_sets_are_summarized(tmp_path, capsys):
+    question = "Wumpuses are happy. Alex is a wumpus. True or false: Alex is happy."
+    good = {"question": question, "text": "Alex is a wumpus. Wumpuses are happy.\nAlex is happy.\n### True"}
+    invented = {"question": question, "text": "Alex is a wumpus. Wumpuses are sad.\nAlex is sad.\n### True"}
+    dirs = []
+    for seed, rows in [(0, [good, good]), (1, [good, invented])]:
+        d = write_run(tmp_path / f"s{seed}", seed, 0.5, 10.0)
+        for strategy in ("latent_ar", "cot"):
+            (d / "eval" / strategy).mkdir(parents=True)
+            (d / "eval" / strategy / "valid.json").write_text(json.dumps({"task": "prontoqa", "results": rows}))
+        dirs.append(d)
+    out = tmp_path / "summary.json"
+    assert main(["summarize", *map(str, dirs), "--json", str(out)]) == 0
+    checks = json.loads(out.read_text())["chains"]["latent_ar"]["valid"]
+    assert checks["rules_in_question"]["values"] == [1.0, 0.5]
+    assert checks["ends_at_query"]["values"] == [1.0, 0.5]
+    assert checks["answer_follows_chain"]["mean"] == pytest.approx(0.75)
+    assert "| cot | valid | rules_in_question | 75.0 ± 35.4 (100.0, 50.0) |" in capsys.readouterr().out

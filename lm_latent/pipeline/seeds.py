@@ -5,6 +5,10 @@ experiment with the same strategies and evaluation sets, differing only in `seed
 run's saved `config.yaml`): a summary of runs that differ in anything else would silently mix
 settings. Spread is the sample standard deviation (n - 1) with every seed's own value beside it, since
 three seeds are too few for the deviation alone to mean much.
+
+For ProsQA and ProntoQA sets the summary adds the chain checks of
+:mod:`lm_latent.evaluation.chains` (computed from each run's per-example file, `eval/<strategy>/<set>.json`):
+what the generated chains got right besides the answer.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ def load_runs(dirs: list[Path]) -> list[dict]:
             what = ["experiment", "strategies/evaluation sets", "configuration (other than seed)"]
             differs = [w for w, a, b in zip(what, shape, reference[1]) if a != b]
             raise ValueError(f"{d} and {reference[0]} are not seeds of one experiment: {', '.join(differs)} differ")
+        results["dir"] = str(d)
         runs.append(results)
     seeds = [r.get("seed") for r in runs]
     if len(set(seeds)) != len(seeds):
@@ -75,8 +80,27 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
                 **{f: _stats([float(row[f]) for row in rows]) for f in FIELDS},
                 "n": ns.pop(),
             }
+    chains = {}
+    for strategy, tasks in first["runs"].items():
+        for task in tasks:
+            per_run = [_chain_rates(Path(r["dir"]) / "eval" / strategy / f"{task}.json") if "dir" in r else None for r in runs]
+            if all(per_run):
+                chains.setdefault(strategy, {})[task] = {k: _stats([p[k] for p in per_run]) for k in per_run[0]}
     codebook = {f: _stats([float(r["codebook"][f]) for r in runs]) for f in CODEBOOK_FIELDS if f in first["codebook"]}
-    return {"experiment": first["experiment"], "seeds": [r.get("seed") for r in runs], "codebook": codebook, "runs": table}
+    return {"experiment": first["experiment"], "seeds": [r.get("seed") for r in runs], "codebook": codebook, "runs": table,
+            "chains": chains}
+
+
+def _chain_rates(path: Path) -> dict[str, float] | None:
+    """The chain checks of one per-example results file; None when it is not a ProsQA/ProntoQA set."""
+    from lm_latent.evaluation.chains import LOGIC_TASKS, chain_rates
+
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("task") not in LOGIC_TASKS:
+        return None
+    return chain_rates(data["task"], data["results"])
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -97,6 +121,13 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"| {strategy} | {task} | {r['n']} | {cell(r['accuracy'], True)} | "
                 f"{cell(r['mean_generated_tokens'], False)} | {cell(r['mean_latent_tokens'], False)} |"
             )
+    chains = summary.get("chains") or {}
+    if chains:
+        lines += ["", "Chain checks (%, see lm_latent/evaluation/chains.py):", "",
+                  "| strategy | eval set | check | mean ± std (per-seed values) |", "|---|---|---|---|"]
+        for strategy, tasks in chains.items():
+            for task, checks in tasks.items():
+                lines += [f"| {strategy} | {task} | {name} | {cell(s, True)} |" for name, s in checks.items()]
     cb = summary["codebook"]
     if cb:
         lines += ["", "| codebook (held out) | value |", "|---|---|"]
