@@ -42,6 +42,11 @@ def test_a_latent_models_leading_fragment_is_not_a_sentence():
     assert chain_rates("prontoqa", rows)["rules_in_question"] == 1.0
 
 
+def test_answer_only_generations_have_no_chain_to_check():
+    rows = [{"question": PROSQA_Q, "text": "### Tom is a lempus."}, {"question": PROSQA_Q, "text": "### Tom is a scrompus."}]
+    assert chain_rates("prosqa", rows) == {}
+
+
 def test_prosqa_checks():
     chain = "Tom is a terpus.\nEvery terpus is a brimpus.\nEvery brimpus is a lempus.\n"
     assert check_chain("prosqa", PROSQA_Q, chain + "### Tom is a lempus.") == {"rules_in_question": 1.0, "answer_is_an_option": 1.0}

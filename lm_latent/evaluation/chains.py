@@ -71,8 +71,12 @@ def check_chain(task: str, question: str, text: str) -> dict[str, float | None]:
 def chain_rates(task: str, rows: Iterable[Mapping]) -> dict[str, float]:
     """Mean of each check over a results file's rows (``question`` and generated ``text`` each).
 
-    ``rules_in_question`` is averaged over the generations that state at least one rule.
+    ``rules_in_question`` is averaged over the generations that state at least one rule. Empty when no
+    generation has a chain (an answer-only model): there is nothing to check.
     """
+    rows = list(rows)
+    if not any(_split(r["text"])[0] for r in rows):
+        return {}
     checks = [check_chain(task, r["question"], r["text"]) for r in rows]
     rates = {}
     for name in CHECKS[task]:
