@@ -5,7 +5,8 @@
 #   bash experiments/results/run_seeds.sh experiments/results/prontoqa_cpu.yaml runs/results/prontoqa 0 1 2
 #
 # Each seed is an ordinary `lm-latent run` folder (OUT/seed<N>): rerunning this script skips finished
-# stages and resumes interrupted ones. Logs go to OUT/seed<N>.log.
+# stages and resumes interrupted ones. Logs go to OUT/seed<N>.log. Environment: PARALLEL (seeds at a
+# time, default 2; 1 on a single GPU), LM_LATENT (the command, default `lm-latent`), OMP_NUM_THREADS.
 set -euo pipefail
 experiment=$1 out=$2
 shift 2
