@@ -42,18 +42,22 @@ def test_a_latent_models_leading_fragment_is_not_a_sentence():
     assert chain_rates("prontoqa", rows)["rules_in_question"] == 1.0
 
 
-def test_answer_only_generations_have_no_chain_to_check():
-    rows = [{"question": PROSQA_Q, "text": "### Tom is a lempus."}, {"question": PROSQA_Q, "text": "### Tom is a scrompus."}]
-    assert chain_rates("prosqa", rows) == {}
+def test_answer_only_generations_keep_only_the_answer_checks():
+    rows = [{"question": PROSQA_Q, "text": "### Tom is a lempus."}, {"question": PROSQA_Q, "text": "### Sam is a scrompus."}]
+    assert chain_rates("prosqa", rows) == {"answer_names_entity": 0.5, "answer_is_an_option": 0.5}
+    assert chain_rates("prontoqa", [{"question": PRONTOQA_Q, "text": "### True"}]) == {}
 
 
 def test_prosqa_checks():
     chain = "Tom is a terpus.\nEvery terpus is a brimpus.\nEvery brimpus is a lempus.\n"
-    assert check_chain("prosqa", PROSQA_Q, chain + "### Tom is a lempus.") == {"rules_in_question": 1.0, "answer_is_an_option": 1.0}
+    assert check_chain("prosqa", PROSQA_Q, chain + "### Tom is a lempus.") == {"rules_in_question": 1.0, "answer_names_entity": 1.0, "answer_is_an_option": 1.0}
     # The other option: wrong, but a well-formed choice between the two.
     assert check_chain("prosqa", PROSQA_Q, chain + "### Tom is a scrompus.")["answer_is_an_option"] == 1.0
     bad = "Tom is a terpus.\nEvery terpus is a lempus.\n### Sam is a lempus."
-    assert check_chain("prosqa", PROSQA_Q, bad) == {"rules_in_question": 0.0, "answer_is_an_option": 0.0}
+    assert check_chain("prosqa", PROSQA_Q, bad) == {"rules_in_question": 0.0, "answer_names_entity": 0.0, "answer_is_an_option": 0.0}
+    # The right entity, a concept that is not an option.
+    assert check_chain("prosqa", PROSQA_Q, "### Tom is a brimpus.")["answer_names_entity"] == 1.0
+    assert check_chain("prosqa", PROSQA_Q, "### Tom is a brimpus.")["answer_is_an_option"] == 0.0
     assert check_chain("prosqa", PROSQA_Q, "Tom is a terpus.")["answer_is_an_option"] == 0.0  # no answer
 
 

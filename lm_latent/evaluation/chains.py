@@ -10,6 +10,8 @@ well-formed chains of invented facts. These checks read only the question and th
 - ``ends_at_query`` (ProntoQA): the chain's last sentence states the queried property of the queried
   entity, in either polarity.
 - ``answer_follows_chain`` (ProntoQA): it does, and the True/False answer agrees with it.
+- ``answer_names_entity`` (ProsQA): the answer is "<entity> is a ...", the entity of the question's
+  last sentence (a copy from the query, not yet a search).
 - ``answer_is_an_option`` (ProsQA): the answer is "<entity> is a <one of the question's two options>.".
   A model that has learned the format but not the search gets this right and the answer half the time.
 
@@ -25,9 +27,10 @@ from typing import Iterable, Mapping
 
 LOGIC_TASKS = ("prosqa", "prontoqa")
 CHECKS = {
-    "prosqa": ("rules_in_question", "answer_is_an_option"),
+    "prosqa": ("rules_in_question", "answer_names_entity", "answer_is_an_option"),
     "prontoqa": ("rules_in_question", "ends_at_query", "answer_follows_chain"),
 }
+_NEED_A_CHAIN = {"rules_in_question", "ends_at_query", "answer_follows_chain"}
 
 _PRONTOQA_QUERY = re.compile(r"True or false: (\w+) is (not )?(\w+)\.\s*$")
 _PROSQA_QUERY = re.compile(r"Is (\w+) an? (\w+) or (\w+)\?\s*$")
@@ -57,6 +60,7 @@ def check_chain(task: str, question: str, text: str) -> dict[str, float | None]:
         "rules_in_question": sum(r in question for r in rules) / len(rules) if rules else None,
     }
     if task == "prosqa":
+        out["answer_names_entity"] = float(answer.startswith(f"{entity} is a "))
         out["answer_is_an_option"] = float(answer in {f"{entity} is a {o}." for o in query.group(2, 3)})
         return out
     negated, prop = query.group(2) is not None, query.group(3)
@@ -71,15 +75,16 @@ def check_chain(task: str, question: str, text: str) -> dict[str, float | None]:
 def chain_rates(task: str, rows: Iterable[Mapping]) -> dict[str, float]:
     """Mean of each check over a results file's rows (``question`` and generated ``text`` each).
 
-    ``rules_in_question`` is averaged over the generations that state at least one rule. Empty when no
-    generation has a chain (an answer-only model): there is nothing to check.
+    ``rules_in_question`` is averaged over the generations that state at least one rule. When no
+    generation has a chain (an answer-only model) only the checks of the answer remain.
     """
     rows = list(rows)
-    if not any(_split(r["text"])[0] for r in rows):
-        return {}
+    has_chain = any(_split(r["text"])[0] for r in rows)
     checks = [check_chain(task, r["question"], r["text"]) for r in rows]
     rates = {}
     for name in CHECKS[task]:
+        if name in _NEED_A_CHAIN and not has_chain:
+            continue
         values = [c[name] for c in checks if c[name] is not None]
         rates[name] = statistics.fmean(values) if values else float("nan")
     return rates
