@@ -20,10 +20,11 @@ def write_run(root: Path, seed: int, acc: float, tokens: float, *, experiment="e
         "seed": seed,
         "codebook": {"token_accuracy": 0.8, "token_accuracy_random_codes": 0.6, "exact_chunk_accuracy": 0.1,
                      "usage": 1.0, "perplexity": 50.0 + seed},
-        "runs": {"latent_ar": {"valid": row}, "cot": {"valid": dict(row, accuracy=acc / 2)}},
+        "runs": {"cot": {"valid": dict(row, accuracy=acc / 2)}, "latent_ar": {"valid": row}},  # sorted, as stored
     }
     (root / "results.json").write_text(json.dumps(results))
-    (root / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "mixed": {"model": {"lr": lr}, "data": {"seed": seed}}}))
+    (root / "config.yaml").write_text(yaml.safe_dump(
+        {"seed": seed, "mixed": {"strategies": ["latent_ar", "cot"], "model": {"lr": lr}, "data": {"seed": seed}}}))
     return root
 
 
@@ -41,6 +42,7 @@ def test_mean_std_and_every_seed_value(tmp_path, capsys):
     assert summary["codebook"]["perplexity"]["mean"] == pytest.approx(51.0)
     table = capsys.readouterr().out
     assert "| latent_ar | valid | 200 | 60.0 ± 10.0 (50.0, 60.0, 70.0) | 12.0 ± 2.0 (10.0, 12.0, 14.0) |" in table
+    assert table.index("| latent_ar |") < table.index("| cot |")  # the configured order, not results.json's
 
 
 @pytest.mark.parametrize(

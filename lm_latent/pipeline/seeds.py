@@ -60,6 +60,9 @@ def load_runs(dirs: list[Path]) -> list[dict]:
             differs = [w for w, a, b in zip(what, shape, reference[1]) if a != b]
             raise ValueError(f"{d} and {reference[0]} are not seeds of one experiment: {', '.join(differs)} differ")
         results["dir"] = str(d)
+        if cfg is not None:  # results.json stores strategies sorted: report them in the configured order
+            order = [st for st in cfg.get("mixed", {}).get("strategies", []) if st in results["runs"]]
+            results["runs"] = {st: results["runs"][st] for st in order + sorted(set(results["runs"]) - set(order))}
         runs.append(results)
     seeds = [r.get("seed") for r in runs]
     if len(set(seeds)) != len(seeds):
