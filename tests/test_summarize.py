@@ -140,3 +140,21 @@ def test_chain_checks_of_logic_sets_are_summarized(tmp_path, capsys):
     assert checks["ends_at_query"]["values"] == [1.0, 0.5]
     assert checks["answer_follows_chain"]["mean"] == pytest.approx(0.75)
     assert "| cot | valid | rules_in_question | 75.0 ± 35.4 (100.0, 50.0) |" in capsys.readouterr().out
+
+
+def test_a_check_missing_from_one_seed_is_left_out_not_a_crash(tmp_path):
+    from lm_latent.pipeline.seeds import load_runs, summarize
+
+    question = "Every terpus is a lempus. Tom is a terpus. Is Tom a lempus or scrompus?"
+    chain = {"question": question, "text": "Tom is a terpus.\nEvery terpus is a lempus.\n### Tom is a lempus."}
+    answer_only = {"question": question, "text": "### Tom is a lempus."}  # this seed's model wrote no chain
+    dirs = []
+    for seed, row in [(0, chain), (1, answer_only)]:
+        d = write_run(tmp_path / f"s{seed}", seed, 0.5, 10.0)
+        for strategy in ("latent_ar", "cot"):
+            (d / "eval" / strategy).mkdir(parents=True)
+            (d / "eval" / strategy / "valid.json").write_text(json.dumps({"task": "prosqa", "results": [row]}))
+        dirs.append(d)
+    checks = summarize(load_runs(dirs))["chains"]["cot"]["valid"]
+    assert list(checks) == ["answer_names_entity", "answer_is_an_option"]
+    assert checks["answer_is_an_option"]["values"] == [1.0, 1.0]

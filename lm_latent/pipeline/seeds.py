@@ -73,6 +73,7 @@ def load_runs(dirs: list[Path]) -> list[dict]:
 def summarize(runs: list[dict]) -> dict[str, Any]:
     first = runs[0]
     table: dict[str, dict[str, dict]] = {}
+    chains: dict[str, dict[str, dict]] = {}
     for strategy, tasks in first["runs"].items():
         for task in tasks:
             rows = [r["runs"][strategy][task] for r in runs]
@@ -83,12 +84,11 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
                 **{f: _stats([float(row[f]) for row in rows]) for f in FIELDS},
                 "n": ns.pop(),
             }
-    chains = {}
-    for strategy, tasks in first["runs"].items():
-        for task in tasks:
+            # Chain checks: only those every run has (a run whose model wrote no chain has none).
             per_run = [_chain_rates(Path(r["dir"]) / "eval" / strategy / f"{task}.json") if "dir" in r else None for r in runs]
             if all(per_run):
-                chains.setdefault(strategy, {})[task] = {k: _stats([p[k] for p in per_run]) for k in per_run[0]}
+                checks = [k for k in per_run[0] if all(k in p for p in per_run)]
+                chains.setdefault(strategy, {})[task] = {k: _stats([p[k] for p in per_run]) for k in checks}
     codebook = {f: _stats([float(r["codebook"][f]) for r in runs]) for f in CODEBOOK_FIELDS if f in first["codebook"]}
     return {"experiment": first["experiment"], "seeds": [r.get("seed") for r in runs], "codebook": codebook, "runs": table,
             "chains": chains}
