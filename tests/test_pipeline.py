@@ -102,15 +102,20 @@ def test_results_json_follows_the_schema(tiny_run: TinyRun):
     results = read_json(tiny_run.dir / "results.json")
     assert results["experiment"] == "default"
     cb = results["codebook"]
-    for key in ("token_accuracy", "usage", "perplexity"):
+    greedy = ("greedy_exact_chunk_accuracy", "greedy_token_accuracy", "greedy_exact_chunk_accuracy_random_codes",
+              "greedy_token_accuracy_random_codes")
+    for key in ("token_accuracy", "usage", "perplexity", *greedy):
         assert isinstance(cb[key], float), key
-    assert 0.0 <= cb["token_accuracy"] <= 1.0
+    for key in ("token_accuracy", "token_accuracy_random_codes", "exact_chunk_accuracy", *greedy):
+        assert 0.0 <= cb[key] <= 1.0, key
     assert 0.0 < cb["usage"] <= 1.0  # at least one code is used
     assert 1.0 <= cb["perplexity"] <= CODEBOOK_SIZE * (1 + 1e-6)
     # The codebook row is the stage's last held-out values as logged to TensorBoard.
     logged = _scalars(tiny_run.dir / "tensorboard" / "codebook")
     assert cb["usage"] == pytest.approx(logged["val/code_usage"][-1][1])
     assert cb["token_accuracy"] == pytest.approx(logged["val/token_acc"][-1][1])
+    assert cb["greedy_exact_chunk_accuracy"] == pytest.approx(logged["val/greedy_exact"][-1][1])
+    assert cb["greedy_token_accuracy_random_codes"] == pytest.approx(logged["val/greedy_token_acc_random"][-1][1])
 
     assert set(results["runs"]) == set(STRATEGIES)
     for strategy in STRATEGIES:
@@ -146,7 +151,9 @@ def test_results_agree_with_the_per_example_files(tiny_run: TinyRun):
 def test_results_table_and_plot(tiny_run: TinyRun):
     results = read_json(tiny_run.dir / "results.json")
     table = (tiny_run.dir / "results.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| strategy")]
+    lines = table.splitlines()
+    runs_table = lines[lines.index("| strategy | task | accuracy | mean generated tokens | mean latent tokens | n | s / example |"):]
+    rows = [line for line in runs_table[2:] if line.startswith("| ")]
     assert len(rows) == len(STRATEGIES) * len(EVAL_SETS)
     for strategy in STRATEGIES:
         for name in EVAL_SETS:
@@ -154,6 +161,9 @@ def test_results_table_and_plot(tiny_run: TinyRun):
             expected = f"| {strategy} | {name} | {r['accuracy']:.1%} | {r['mean_generated_tokens']:.1f} | "
             assert sum(line.startswith(expected) for line in rows) == 1, expected
     assert f"usage {results['codebook']['usage']:.1%} of K" in table
+    cb = results["codebook"]
+    assert (f"| token accuracy | {cb['token_accuracy']:.1%} | {cb['token_accuracy_random_codes']:.1%} | "
+            f"{cb['greedy_token_accuracy']:.1%} | {cb['greedy_token_accuracy_random_codes']:.1%} |") in lines
     assert table in tiny_run.log  # the command prints the table
 
     import matplotlib.image

@@ -6,6 +6,13 @@ token accuracy, exact-chunk accuracy, codebook usage (share of the K codes used 
 perplexity and dead codes (codes unused on the epoch); validation also logs the token accuracy of the
 same decoder fed *random* codes, the baseline the codes must beat to carry information.
 
+Token and exact-chunk accuracy above are teacher-forced (each token predicted from the chunk's true
+prefix), which overstates what a code carries. Validation therefore also decodes every chunk greedily
+from its code and the prompt alone, the way stage 2's latent tokens are read back, and logs
+``val/greedy_exact`` (share of chunks reproduced exactly, EOS of a partial chunk included),
+``val/greedy_token_acc`` (share of target positions right), and both again with the random codes
+(``val/greedy_exact_random``, ``val/greedy_token_acc_random``).
+
 Training steps draw their randomness (dropout, the quantizer's dead-code revival) from a stream of
 their own, seeded by (run seed, epoch, batch, rank), so a fit resumed from a checkpoint replays the
 draws of an uninterrupted one (see :meth:`CodebookAutoencoder.training_step`).
@@ -59,6 +66,23 @@ def chunk_targets(chunk_ids: Tensor, chunk_mask: Tensor, eos_id: int) -> tuple[T
     is_end = (pos == lengths.unsqueeze(1)) & (lengths.unsqueeze(1) < L_)
     targets = torch.where(is_end, torch.full_like(chunk_ids, eos_id), chunk_ids)
     return targets, chunk_mask | is_end
+
+
+def chunk_scores(predicted: Tensor, batch: dict[str, Tensor], eos_id: int) -> dict[str, Tensor]:
+    """Token and exact-chunk accuracy of predicted ids ``[N, L]`` against the chunks' targets
+    (:func:`chunk_targets`), over the real chunks (``batch["valid"]``); positions after a partial
+    chunk's EOS do not count. Returns fractions plus the counts to weight them by."""
+    targets, counted = chunk_targets(batch["chunk_ids"], batch["chunk_mask"], eos_id)
+    counted = counted & batch["valid"].unsqueeze(1)
+    n_tok = counted.sum()
+    correct = (predicted == targets) & counted
+    exact = (correct | ~counted).all(1)[batch["valid"]]
+    return {
+        "token_acc": correct.sum() / n_tok.clamp(min=1),
+        "exact_chunk_acc": exact.float().mean() if exact.numel() else correct.new_zeros((), dtype=torch.float),
+        "num_tokens": n_tok,
+        "num_chunks": exact.new_tensor(exact.numel(), dtype=torch.long),
+    }
 
 
 class CodebookAutoencoder(L.LightningModule):
@@ -158,6 +182,8 @@ class CodebookAutoencoder(L.LightningModule):
         self.val_exact = MeanMetric()
         self.val_token_acc_random = MeanMetric()
         self.val_recon_random = MeanMetric()
+        for name in ("greedy_exact", "greedy_token_acc", "greedy_exact_random", "greedy_token_acc_random"):
+            setattr(self, f"val_{name}", MeanMetric())
 
     def configure_model(self) -> None:
         # Lightning calls this after creating the process group (and load_from_checkpoint calls it
@@ -188,15 +214,7 @@ class CodebookAutoencoder(L.LightningModule):
         counted = counted & batch["valid"].unsqueeze(1)
         n_tok = counted.sum()
         ce = F.cross_entropy(logits[counted].float(), targets[counted]) if n_tok > 0 else logits.sum() * 0
-        correct = (logits.argmax(-1) == targets) & counted
-        exact = (correct | ~counted).all(1)[batch["valid"]]
-        return {
-            "recon_loss": ce,
-            "token_acc": correct.sum() / n_tok.clamp(min=1),
-            "exact_chunk_acc": exact.float().mean() if exact.numel() else ce.new_zeros(()),
-            "num_tokens": n_tok,
-            "num_chunks": exact.new_tensor(exact.numel()),
-        }
+        return {"recon_loss": ce, **chunk_scores(logits.argmax(-1), batch, self.eos_id)}
 
     def _step_seed(self, batch_idx: int) -> int:
         run_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's, as Lightning reads it
@@ -243,13 +261,29 @@ class CodebookAutoencoder(L.LightningModule):
         self.val_token_acc.update(r["token_acc"], r["num_tokens"])
         self.val_exact.update(r["exact_chunk_acc"], r["num_chunks"])
         self.val_usage.update(out.codes[batch["valid"]])
-        # The same decoder fed random codes: what the prompt and position alone give.
-        gen = torch.Generator(device="cpu").manual_seed(batch_idx)
+        # The same decoder fed random codes: what the prompt and position alone give. The draw is
+        # a function of (run seed, batch), so it is the same at every validation of one run.
+        gen = torch.Generator(device="cpu").manual_seed(self._validation_seed(batch_idx))
         random_codes = torch.randint(0, self.quantizer_options.codebook_size, out.codes.shape, generator=gen)
-        rand = self.net(**inputs, codes=random_codes.to(out.codes.device))
+        random_codes = random_codes.to(out.codes.device)
+        rand = self.net(**inputs, codes=random_codes)
         r_rand = self._reconstruction(rand.logits, batch)
         self.val_token_acc_random.update(r_rand["token_acc"], r["num_tokens"])
         self.val_recon_random.update(r_rand["recon_loss"], r["num_tokens"])
+        # Teacher forcing gives the decoder the chunk's true prefix, so its accuracy overstates what a
+        # code carries; greedy decoding from the code (and prompt) alone is what stage 2 relies on.
+        for suffix, codes in (("", out.codes), ("_random", random_codes)):
+            g = chunk_scores(self._greedy(batch, codes), batch, self.eos_id)
+            getattr(self, f"val_greedy_exact{suffix}").update(g["exact_chunk_acc"], g["num_chunks"])
+            getattr(self, f"val_greedy_token_acc{suffix}").update(g["token_acc"], g["num_tokens"])
+
+    def _greedy(self, batch: dict[str, Tensor], codes: Tensor) -> Tensor:
+        keys = ("prompt_ids", "prompt_mask", "chunk_pos", "chunk_example", "context_ids", "context_mask")
+        return self.net.reconstruct_greedy(codes=codes, **{k: batch[k] for k in keys if k in batch})
+
+    def _validation_seed(self, batch_idx: int) -> int:
+        run_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return random.Random(f"{run_seed}:val:{batch_idx}:{self.global_rank}").getrandbits(63)
 
     def _log_usage(self, split: str) -> None:
         metric: CodeUsage = getattr(self, f"{split}_usage")
@@ -269,6 +303,10 @@ class CodebookAutoencoder(L.LightningModule):
             "exact": "exact_chunk_acc",
             "token_acc_random": "token_acc_random_codes",
             "recon_random": "recon_loss_random_codes",
+            "greedy_exact": "greedy_exact",
+            "greedy_token_acc": "greedy_token_acc",
+            "greedy_exact_random": "greedy_exact_random",
+            "greedy_token_acc_random": "greedy_token_acc_random",
         }
         for name, key in keys.items():
             metric: MeanMetric = getattr(self, f"val_{name}")

@@ -243,14 +243,43 @@ class ChunkAutoencoder(nn.Module):
         return AutoencoderOutput(logits, codes, commit)
 
     @torch.no_grad()
-    def generate(self, prompt_vec: Tensor, codes: Tensor, chunk_pos: Tensor, eos_id: int, context_vec: Tensor | None = None) -> list[list[int]]:
-        """Greedy L-step decoding of a batch of chunks; each stops at EOS (a partial last chunk)."""
+    def reconstruct_greedy(
+        self,
+        prompt_ids: Tensor,
+        prompt_mask: Tensor,
+        chunk_pos: Tensor,
+        codes: Tensor,
+        chunk_example: Tensor | None = None,
+        context_ids: Tensor | None = None,
+        context_mask: Tensor | None = None,
+    ) -> Tensor:
+        """:meth:`greedy_ids` for chunks given as :meth:`forward` takes them (prompt rows per example
+        with ``chunk_example``). With ``context="previous_text"`` the context is the *true* earlier
+        text, as in training; :func:`~lm_latent.codebook.decode.decode_batch` feeds decoded text instead."""
+        prompt_vec = self.prompt_encoder(prompt_ids, prompt_mask)
+        if chunk_example is not None:
+            prompt_vec = prompt_vec[chunk_example]
+        return self.greedy_ids(prompt_vec, codes, chunk_pos, self._context(context_ids, context_mask))
+
+    @torch.no_grad()
+    def greedy_ids(self, prompt_vec: Tensor, codes: Tensor, chunk_pos: Tensor, context_vec: Tensor | None = None) -> Tensor:
+        """Greedy L-step decoding from the code alone (no true prefix): token ids ``[N, L]``.
+
+        Every row runs all L steps; what follows a row's EOS is whatever the decoder emits and is
+        for the caller to cut (:meth:`generate`) or ignore (the greedy metrics count no position
+        after the target's EOS)."""
         prefix = self.prefix(prompt_vec, self.quantizer.lookup(codes), chunk_pos, context_vec)
         ids = codes.new_zeros((codes.shape[0], 0))
         for _ in range(self.sizes.chunk_size):
             # No KV cache: the sequence is at most L + 3 positions long.
             nxt = self.decoder(prefix, ids)[:, -1].argmax(-1)
             ids = torch.cat([ids, nxt.unsqueeze(1)], dim=1)
+        return ids
+
+    @torch.no_grad()
+    def generate(self, prompt_vec: Tensor, codes: Tensor, chunk_pos: Tensor, eos_id: int, context_vec: Tensor | None = None) -> list[list[int]]:
+        """Greedy L-step decoding of a batch of chunks; each stops at EOS (a partial last chunk)."""
+        ids = self.greedy_ids(prompt_vec, codes, chunk_pos, context_vec)
         out = []
         for row in ids.tolist():
             out.append(row[: row.index(eos_id)] if eos_id in row else row)

@@ -2,10 +2,15 @@
 
 results.json:
     {"experiment": str,
-     "codebook": {"token_accuracy": float, "usage": float, "perplexity": float},
+     "codebook": {"token_accuracy": float, "token_accuracy_random_codes": float, "exact_chunk_accuracy": float,
+                  "greedy_exact_chunk_accuracy": float, "greedy_token_accuracy": float,
+                  "greedy_exact_chunk_accuracy_random_codes": float, "greedy_token_accuracy_random_codes": float,
+                  "usage": float, "perplexity": float},
      "runs": {STRATEGY: {TASK: {"accuracy": float, "mean_generated_tokens": float,
                                 "mean_latent_tokens": float, "n": int, "seconds_per_example": float}}}}
-Accuracy and usage are fractions in [0, 1].
+Accuracy and usage are fractions in [0, 1]. The codebook's ``token_accuracy``/``exact_chunk_accuracy``
+are teacher-forced (each token predicted from the chunk's true prefix); the ``greedy_*`` figures decode
+each held-out chunk from its code and the prompt alone (see :mod:`lm_latent.codebook.module`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ def codebook_summary(metrics: dict[str, float]) -> dict[str, float]:
         "token_accuracy": pick("val/token_acc"),
         "token_accuracy_random_codes": pick("val/token_acc_random_codes"),
         "exact_chunk_accuracy": pick("val/exact_chunk_acc"),
+        "greedy_exact_chunk_accuracy": pick("val/greedy_exact"),
+        "greedy_token_accuracy": pick("val/greedy_token_acc"),
+        "greedy_exact_chunk_accuracy_random_codes": pick("val/greedy_exact_random"),
+        "greedy_token_accuracy_random_codes": pick("val/greedy_token_acc_random"),
         "usage": pick("val/code_usage"),
         "perplexity": pick("val/code_perplexity"),
     }
@@ -52,8 +61,10 @@ def markdown_table(results: dict) -> str:
     lines = [
         f"# {results['experiment']}",
         "",
-        f"Codebook: held-out token accuracy {cb['token_accuracy']:.3f}, usage {cb['usage']:.1%} of K, "
-        f"perplexity {cb['perplexity']:.1f}.",
+        f"Codebook: usage {cb['usage']:.1%} of K, perplexity {cb['perplexity']:.1f}; held-out reconstruction "
+        "(teacher-forced: each token from the chunk's true prefix; greedy: the whole chunk from its code and the prompt):",
+        "",
+        *codebook_reconstruction_table(cb),
         "",
         "| strategy | task | accuracy | mean generated tokens | mean latent tokens | n | s / example |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -65,6 +76,21 @@ def markdown_table(results: dict) -> str:
                 f"{r['mean_latent_tokens']:.1f} | {r['n']} | {r['seconds_per_example']:.4f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def codebook_reconstruction_table(cb: dict) -> list[str]:
+    """Held-out reconstruction, teacher-forced beside greedy from the code alone, true vs random codes."""
+    def row(what: str, tf: str, greedy: str) -> str:
+        return (f"| {what} | {cb[tf]:.1%} | {cb[tf + '_random_codes']:.1%} | {cb[greedy]:.1%} | "
+                f"{cb[greedy + '_random_codes']:.1%} |")
+
+    return [
+        "| held-out chunks | teacher-forced | teacher-forced, random codes | greedy from the code | greedy, random codes |",
+        "|---|---:|---:|---:|---:|",
+        row("token accuracy", "token_accuracy", "greedy_token_accuracy"),
+        f"| exact chunks | {cb['exact_chunk_accuracy']:.1%} | - | {cb['greedy_exact_chunk_accuracy']:.1%} | "
+        f"{cb['greedy_exact_chunk_accuracy_random_codes']:.1%} |",
+    ]
 
 
 def plot(results: dict, path: Path) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 FIELDS = ("accuracy", "mean_generated_tokens", "mean_latent_tokens")
-CODEBOOK_FIELDS = ("token_accuracy", "token_accuracy_random_codes", "usage", "perplexity")
+CODEBOOK_FIELDS = ("token_accuracy", "token_accuracy_random_codes", "greedy_exact_chunk_accuracy", "greedy_token_accuracy",
+                   "greedy_exact_chunk_accuracy_random_codes", "greedy_token_accuracy_random_codes", "usage", "perplexity")
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
