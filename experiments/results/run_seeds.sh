@@ -18,7 +18,7 @@ mkdir -p "$out"
 
 pids=() failed=0
 for seed in ${seeds[@]}; do
-  "$lm_latent" run "$experiment" --out "$out/seed$seed" seed="$seed" mixed.data.seed="$seed" >"$out/seed$seed.log" 2>&1 &
+  "$lm_latent" run "$experiment" --out "$out/seed$seed" seed="$seed" >"$out/seed$seed.log" 2>&1 &
   pids+=($!)
   if (( ${#pids[@]} >= parallel )); then
     wait "${pids[0]}" || failed=1

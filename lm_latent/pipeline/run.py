@@ -108,25 +108,39 @@ class Pipeline:
 
         examples = read_examples(data["dataset"], data["files"]["train"])
         out = st.dir / "tokenizer"
-        train_tokenizer((full_text(e) for e in examples), out, vocab_size=int(spec.get("vocab_size", 1024)))
+        train_tokenizer(
+            (full_text(e) for e in examples), out, vocab_size=int(spec.get("vocab_size", 1024)),
+            kind=spec.get("kind", "bpe"), split_forms=bool(spec.get("split_forms", True)),
+        )
         return st.finish({"dir": str(out), "digest": dir_digest(out)})
 
     # -- stage 1: codebook --------------------------------------------------------------------
     def codebook(self, data: dict[str, Any], tok: dict[str, Any]) -> dict[str, Any]:
         spec = self.cfg["codebook"]
-        st = self.stage("codebook", {"codebook": spec, "data": data["digests"], "tokenizer": tok["digest"]})
+        st = self.stage(
+            "codebook", {"codebook": spec, "seed": self.cfg["seed"], "data": data["digests"], "tokenizer": tok["digest"]}
+        )
         if st.is_done():
             return st.outputs
         resume = self._start_training(st, "codebook")
+        save_yaml(self.codebook_config(st.dir, data, tok), st.dir / "config.yaml")
+        _cli("codebook", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []))
+        ckpt = st.dir / "checkpoints" / "last.ckpt"
+        metrics = _last_scalars(self.tb_dir / "codebook")
+        return st.finish({"checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "metrics": metrics})
+
+    def codebook_config(self, root: Path, data: dict[str, Any], tok: dict[str, Any]) -> dict[str, Any]:
+        """The `lm-latent codebook fit` config of this experiment, for a stage folder ``root``."""
+        spec = self.cfg["codebook"]
         # `checkpoint` is the codebook command's ModelCheckpoint section (e.g. every_n_train_steps).
-        blocks = {k: spec.get(k, {}) for k in ("trainer", "model", "data")}
+        blocks = {k: spec.get(k) or {} for k in ("trainer", "model", "data")}
         if spec.get("checkpoint"):
             blocks["checkpoint"] = spec["checkpoint"]
         config = _merge(
             blocks,
             {
                 "seed_everything": self.cfg["seed"],
-                "trainer": self._trainer_paths(st, "codebook"),
+                "trainer": self._trainer_paths(root, "codebook"),
                 "data": {
                     "dataset": data["dataset"],
                     "train_file": data["files"]["train"],
@@ -135,11 +149,7 @@ class Pipeline:
                 },
             },
         )
-        save_yaml(config, st.dir / "config.yaml")
-        _cli("codebook", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []))
-        ckpt = st.dir / "checkpoints" / "last.ckpt"
-        metrics = _last_scalars(self.tb_dir / "codebook")
-        return st.finish({"checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "metrics": metrics})
+        return _seed_stage(config, self.cfg["seed"], ("data", "seed"))
 
     def encode(self, data: dict[str, Any], tok: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]:
         st = self.stage("codes", {"codebook": cb["checkpoint_digest"], "data": data["digests"], "tokenizer": tok["digest"]})
@@ -160,27 +170,37 @@ class Pipeline:
 
     # -- stage 2: mixed-token fine-tune, one run per strategy ------------------------------------
     def mixed(self, strategy: str, data, tok, codes) -> dict[str, Any]:
-        spec = self.cfg["mixed"]
-        block = _merge(
-            {k: spec[k] for k in ("trainer", "model", "data", "checkpoint") if spec.get(k)},
-            spec.get("per_strategy", {}).get(strategy),
-        )
         during_fit = self.cfg["evaluation"].get("during_fit") or {}
         st = self.stage(
             f"mixed/{strategy}",
             {
-                "block": block, "strategy": strategy, "during_fit": during_fit,
-                "data": data["digests"], "tokenizer": tok["digest"], "codes": codes["digests"],
+                "block": self._mixed_block(strategy), "strategy": strategy, "seed": self.cfg["seed"],
+                "during_fit": during_fit, "data": data["digests"], "tokenizer": tok["digest"], "codes": codes["digests"],
             },
         )
         if st.is_done():
             return st.outputs
         resume = self._start_training(st, f"mixed_{strategy}")
+        save_yaml(self.mixed_config(strategy, st.dir, data, tok, codes), st.dir / "config.yaml")
+        _cli("mixed", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []))
+        ckpt = st.dir / "checkpoints" / "last.ckpt"
+        return st.finish({"checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "config": str(st.dir / "config.yaml")})
+
+    def _mixed_block(self, strategy: str) -> dict[str, Any]:
+        spec = self.cfg["mixed"]
+        return _merge(
+            {k: spec[k] for k in ("trainer", "model", "data", "checkpoint") if spec.get(k)},
+            (spec.get("per_strategy") or {}).get(strategy),
+        )
+
+    def mixed_config(self, strategy: str, root: Path, data, tok, codes) -> dict[str, Any]:
+        """The `lm-latent mixed fit` config of one strategy of this experiment, for a stage folder ``root``."""
+        during_fit = self.cfg["evaluation"].get("during_fit") or {}
         config = _merge(
-            block,
+            self._mixed_block(strategy),
             {
                 "seed_everything": self.cfg["seed"],
-                "trainer": self._trainer_paths(st, f"mixed_{strategy}"),
+                "trainer": self._trainer_paths(root, f"mixed_{strategy}"),
                 "data": {
                     "dataset": data["dataset"],
                     "train_file": data["files"]["train"],
@@ -199,10 +219,7 @@ class Pipeline:
                 for name, s in self.cfg["evaluation"]["sets"].items()
                 if name in during_fit.get("sets", [])
             ]
-        save_yaml(config, st.dir / "config.yaml")
-        _cli("mixed", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []))
-        ckpt = st.dir / "checkpoints" / "last.ckpt"
-        return st.finish({"checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "config": str(st.dir / "config.yaml")})
+        return _seed_stage(config, self.cfg["seed"], ("data", "seed"), ("model", "init_seed"))
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, strategy: str, run: dict[str, Any], data: dict[str, Any], tok: dict[str, Any]) -> dict[str, Any]:
@@ -257,8 +274,8 @@ class Pipeline:
         st.mark_started()
         return resume
 
-    def _trainer_paths(self, st: Stage, log_name: str) -> dict[str, Any]:
-        return {"default_root_dir": str(st.dir), "logger": self._logger(log_name)}
+    def _trainer_paths(self, root: Path, log_name: str) -> dict[str, Any]:
+        return {"default_root_dir": str(root), "logger": self._logger(log_name)}
 
     def _logger(self, name: str) -> dict[str, Any]:
         """Every stage logs into one TensorBoard folder per run, one sub-folder per stage."""
@@ -280,10 +297,20 @@ class Pipeline:
                 "max_new_tokens": ev.get("max_new_tokens", 128),
                 "batch_size": ev.get("batch_size", 32),
                 "stages": [stage],
+                "seed": self.cfg["seed"],  # of sampled decoding (greedy, the default, draws nothing)
                 "codebook_checkpoint": ev.get("codebook_checkpoint"),
                 **{k: str(v) if isinstance(v, Path) else v for k, v in extra.items()},
             },
         }
+
+
+def _seed_stage(config: dict, seed: int, *keys: tuple[str, str]) -> dict:
+    """Give the stage's own seeds (``(section, key)`` of its config) the experiment's ``seed`` unless
+    the experiment file sets them: one top-level ``seed`` then changes every random choice of a run
+    (generated data, initialisation, shuffling, chunk replacement draws), and a rerun repeats them."""
+    for section, key in keys:
+        config.setdefault(section, {}).setdefault(key, seed)
+    return config
 
 
 def _last_scalars(logdir: Path) -> dict[str, float]:
