@@ -2,7 +2,8 @@
 
 One base, :class:`AccuracyCallback`, and one thin subclass per benchmark. At the end of a validation
 (or test) epoch the callback generates answers for its evaluation set, batched and KV-cached, with
-each rank generating a strided shard; scores them with :func:`~lm_latent.evaluation.is_correct`;
+each rank generating a strided shard; scores what the model wrote (latent tokens in place, see
+:class:`~lm_latent.finetune.generation.Generation`) with :func:`~lm_latent.evaluation.is_correct`;
 gathers the scores in a :class:`~lm_latent.evaluation.metrics.GenerationAccuracy` (keyed by example,
 so every example counts once on any number of devices); and logs
 
@@ -195,24 +196,8 @@ class AccuracyCallback(Callback):
             synced = is_sharded_strategy(trainer.strategy)
         indices = shard_indices(len(examples), trainer.global_rank, trainer.world_size, pad=synced)
         # synced_gpus all-reduces a "finished" flag every step: only meaningful with a process group.
-        gens = self._generate(pl_module, [prompt_text(examples[i].question) for i in indices],
-                              synced and trainer.world_size > 1)
-
-        rows = []
-        for i, g in zip(indices, gens):
-            ex = examples[i]
-            rows.append({
-                "index": i, "id": ex.id, "question": ex.question, "gold": ex.answer, "text": g.text,
-                "codes": list(g.codes), "correct": is_correct(self.task, g.text, ex.answer),
-                "num_tokens": g.num_latent + g.num_delimiter + g.num_text, "num_latent": g.num_latent,
-                "num_delimiter": g.num_delimiter, "num_text": g.num_text,
-            })
-
-        metric = GenerationAccuracy().to(pl_module.device)
-        # Always update, even with an empty shard, so the gathered states keep their integer dtype.
-        metric.update([r["index"] for r in rows], [r["correct"] for r in rows],
-                      [r["num_tokens"] for r in rows], [r["num_latent"] for r in rows])
-        values = {k: float(v) for k, v in metric.compute().items()}
+        rows = self._score_shard(pl_module, indices, synced and trainer.world_size > 1)
+        values = self._global_metrics(rows, pl_module.device)
 
         prefix = f"{stage}/{self.name}"
         if values["n"] > 0:
@@ -233,6 +218,32 @@ class AccuracyCallback(Callback):
                 self._log_samples(trainer, pl_module, prefix)
         return values
 
+    def _score_shard(self, pl_module: LightningModule, indices: list[int], synced: bool) -> list[dict]:
+        """Generate for this rank's examples and score them: one result row per example."""
+        examples = self.examples
+        gens = self._generate(pl_module, [prompt_text(examples[i].question) for i in indices], synced)
+        rows = []
+        for i, g in zip(indices, gens):
+            ex = examples[i]
+            rows.append({
+                "index": i, "id": ex.id, "question": ex.question, "gold": ex.answer, "text": g.text,
+                "written": g.written, "codes": list(g.codes),
+                # Scored on what the model wrote: latent tokens after the answer marker make it wrong.
+                "correct": is_correct(self.task, g.written, ex.answer, question=ex.question),
+                "num_tokens": g.num_latent + g.num_delimiter + g.num_text, "num_latent": g.num_latent,
+                "num_delimiter": g.num_delimiter, "num_text": g.num_text,
+            })
+        return rows
+
+    def _global_metrics(self, rows: list[dict], device: torch.device) -> dict[str, float]:
+        """The metrics over every rank's rows (a collective: every rank calls it); ``n`` and
+        ``accuracy`` are always among them."""
+        metric = GenerationAccuracy().to(device)
+        # Always update, even with an empty shard, so the gathered states keep their integer dtype.
+        metric.update([r["index"] for r in rows], [r["correct"] for r in rows],
+                      [r["num_tokens"] for r in rows], [r["num_latent"] for r in rows])
+        return {k: float(v) for k, v in metric.compute().items()}
+
     def _write_results(self, stage: str, values: dict[str, float], seconds: float) -> None:
         n = int(values["n"])
         record = {
@@ -248,12 +259,13 @@ class AccuracyCallback(Callback):
         tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1))
         tmp.replace(self.results_file)  # a reader never sees a half-written file
 
-    def _generate(self, pl_module: LightningModule, prompts: list[str], synced: bool):
+    def _generate(self, pl_module: LightningModule, prompts: list[str], synced: bool, decoding: str | None = None):
+        decoding = decoding or self.decoding
         kwargs = dict(
             max_new_tokens=self.max_new_tokens,
             batch_size=self.batch_size,
-            do_sample=self.decoding == "top_k",
-            top_k=self.top_k if self.decoding == "top_k" else None,
+            do_sample=decoding == "top_k",
+            top_k=self.top_k if decoding == "top_k" else None,
             seed=self.seed,
             synced_gpus=synced,
         )

@@ -58,13 +58,7 @@ class GenerationAccuracy(Metric):
             return torch.cat([s.reshape(-1) for s in state]).long()
 
         keys, correct, tokens, latent = (cat(s) for s in (self.keys, self.correct, self.tokens, self.latent_tokens))
-        if keys.numel() == 0:
-            return keys, correct, tokens, latent
-        # First occurrence of each key (a stable sort keeps the gather order: rank 0's entries first).
-        sorted_keys, order = torch.sort(keys, stable=True)
-        first = torch.ones_like(sorted_keys, dtype=torch.bool)
-        first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-        keep = order[first]
+        keep = first_per_key(keys)
         return keys[keep], correct[keep], tokens[keep], latent[keep]
 
     def compute(self) -> dict[str, Tensor]:
@@ -81,6 +75,19 @@ class GenerationAccuracy(Metric):
             "mean_latent_tokens": latent.float().mean(),
             "n": torch.tensor(n, device=self.device),
         }
+
+
+def first_per_key(keys: Tensor) -> Tensor:
+    """Positions of the first entry of every distinct key, in key order.
+
+    A stable sort keeps the gather order (rank 0's entries first), so of a padded shard's duplicates
+    the first gathered one is kept."""
+    if keys.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=keys.device)
+    sorted_keys, order = torch.sort(keys, stable=True)
+    first = torch.ones_like(sorted_keys, dtype=torch.bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return order[first]
 
 
 def shard_indices(n: int, rank: int, world_size: int, pad: bool = False) -> list[int]:
