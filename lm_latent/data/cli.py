@@ -2,6 +2,7 @@
 
     lm-latent data inspect gsm8k ../shared/data/gsm8k/train.jsonl [--tokenizer DIR] [--chunk-size 16]
     lm-latent data tokenizer --dataset gsm8k --path train.jsonl [--path more.jsonl] --out tok/ [--vocab-size 1024]
+    lm-latent data tokenizer --dataset prosqa --path prosqa_train.json --out tok/ --kind word
     lm-latent data generate prosqa --num 1000 --seed 0 --out prosqa_train.json [generator options]
 
 Every command prints one JSON object on stdout. Bad input (a DataError: which file, line, field)
@@ -55,7 +56,7 @@ def cmd_tokenizer(args: argparse.Namespace) -> int:
         result = read_dataset(name, path, strip_calculator=not args.keep_calculator)
         texts += [full_text(ex) for ex in result.examples]
         files.append({"dataset": name, "path": str(path), "examples": len(result.examples), "skipped": result.skipped})
-    tok = train_tokenizer(texts, args.out, vocab_size=args.vocab_size)
+    tok = train_tokenizer(texts, args.out, vocab_size=args.vocab_size, kind=args.kind, split_forms=not args.keep_forms)
     _print({"out": str(args.out), "vocab_size": len(tok), "texts": len(texts), "files": files})
     return 0
 
@@ -153,11 +154,15 @@ def build_parser(with_generators: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--keep-calculator", action="store_true", help="keep GSM8K <<expr=value>> annotations")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer on dataset texts")
+    p = sub.add_parser("tokenizer", help="train a tokenizer (byte-level BPE, or word-level) on dataset texts")
     p.add_argument("--dataset", choices=DATASETS, action="append", required=True)
     p.add_argument("--path", type=Path, action="append", required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--vocab-size", type=int, default=1024)
+    p.add_argument("--kind", choices=("bpe", "word"), default="bpe",
+                   help="bpe: byte-level BPE of --vocab-size; word: one token per word, for ProsQA/ProntoQA")
+    p.add_argument("--vocab-size", type=int, default=1024, help="BPE only: the word tokenizer's size is the data's")
+    p.add_argument("--keep-forms", action="store_true",
+                   help="word only: keep 'Tumpuses' one token instead of capital mark + 'tumpus' + plural ending")
     p.add_argument("--keep-calculator", action="store_true", help="keep GSM8K <<expr=value>> annotations")
     p.set_defaults(func=cmd_tokenizer)
 

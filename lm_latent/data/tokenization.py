@@ -82,15 +82,30 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     return tok
 
 
+TOKENIZER_KINDS = ("bpe", "word")
+
+
 def train_tokenizer(
     texts: Iterable[str],
     out_dir: str | Path,
     vocab_size: int = 1024,
     min_frequency: int = 2,
+    kind: str = "bpe",
+    split_forms: bool = True,
 ):
-    """Train a byte-level BPE tokenizer (GPT-2 style, lossless round trip) and save it as a standard
-    HF fast tokenizer directory. Small vocabularies keep small models fast on CPU (a 50k LM head makes
-    a tiny model ~5x slower)."""
+    """Train a tokenizer on ``texts`` and save it as a standard HF fast tokenizer directory.
+
+    ``kind="bpe"``: byte-level BPE (GPT-2 style, lossless on any text) of ``vocab_size`` tokens; small
+    vocabularies keep small models fast on CPU (a 50k LM head makes a tiny model ~5x slower).
+    ``kind="word"``: one token per word for closed-vocabulary tasks (ProsQA, ProntoQA), the size
+    read from the data; ``split_forms`` makes capitals and plural endings tokens of their own so a
+    concept is one id in every form (lm_latent/data/word_tokenizer.py says why)."""
+    if kind not in TOKENIZER_KINDS:
+        raise ValueError(f"tokenizer kind must be one of {TOKENIZER_KINDS}, got {kind!r}")
+    if kind == "word":
+        from lm_latent.data.word_tokenizer import train_word_tokenizer
+
+        return train_word_tokenizer(texts, out_dir, (EOS_TOKEN, PAD_TOKEN), split_forms=split_forms)
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -10,6 +10,7 @@ processes or GPUs) therefore launch the same way inside and outside the pipeline
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -26,6 +27,10 @@ from lm_latent.digests import dir_digest, file_digest
 from lm_latent.pipeline.stages import Stage
 
 log = logging.getLogger("lm_latent.run")
+
+# Figures an evaluation callback may write besides the accuracy, copied into results.json's rows.
+EXTRA_RESULT_FIELDS = ("feasible_at_k", "optimal_at_k", "sample_feasible", "greedy_feasible", "greedy_optimal",
+                       "mean_text_tokens", "greedy_mean_tokens", "greedy_mean_latent_tokens")
 
 
 def _cli(*args: str) -> None:
@@ -82,7 +87,10 @@ class Pipeline:
                 files[split] = str(Path(given).resolve())
             elif gen and gen.get(split):
                 options_cls, generate = GENERATORS[gen["generator"]]
-                options = options_cls(**gen.get("options", {}))
+                options = dict(gen.get("options", {}))
+                if "split" in {f.name for f in dataclasses.fields(options_cls)}:
+                    options["split"] = split  # a generator that keeps splits apart (mazes by layout) is told which
+                options = options_cls(**options)
                 # Distinct, fixed seeds per split: the splits never share a random stream.
                 seed = self.cfg["seed"] * 1000 + {"train": 0, "val": 1, "test": 2}[split]
                 path = st.dir / f"{split}.json"
@@ -257,6 +265,8 @@ class Pipeline:
                 "mean_latent_tokens": r["mean_latent_tokens"],
                 "n": r["n"],
                 "seconds_per_example": r["seconds_per_example"],
+                # Task-specific figures beside the accuracy (mazes: greedy feasibility and optimality).
+                **{k: r[k] for k in EXTRA_RESULT_FIELDS if k in r},
             }
         return st.finish(rows)
 
@@ -285,9 +295,13 @@ class Pipeline:
         }
 
     def _accuracy_callback(self, name: str, spec: dict, data: dict, stage: str, **extra: Any) -> dict[str, Any]:
+        """The evaluation callback of one set: its task's callback class (CALLBACK_OF_TASK), built with
+        the evaluation section's limits and the set's own ``callback_args`` (e.g. a maze's num_plans)."""
+        from lm_latent.evaluation import CALLBACK_OF_TASK, resolve_task
+
         ev = self.cfg["evaluation"]
         return {
-            "class_path": "lm_latent.evaluation.callbacks.AccuracyCallback",
+            "class_path": CALLBACK_OF_TASK.get(resolve_task(spec["task"]), "lm_latent.evaluation.callbacks.AccuracyCallback"),
             "init_args": {
                 "task": spec["task"],
                 "name": name,
@@ -299,6 +313,7 @@ class Pipeline:
                 "stages": [stage],
                 "seed": self.cfg["seed"],  # of sampled decoding (greedy, the default, draws nothing)
                 "codebook_checkpoint": ev.get("codebook_checkpoint"),
+                **(spec.get("callback_args") or {}),
                 **{k: str(v) if isinstance(v, Path) else v for k, v in extra.items()},
             },
         }
