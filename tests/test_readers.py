@@ -302,4 +302,4 @@ def test_unknown_dataset_lists_known_names(tmp_path):
         read_dataset("gsm9k", tmp_path / "x.jsonl")
     assert "gsm9k" in str(info.value)
     assert all(name in str(info.value) for name in DATASETS)
-    assert len(DATASETS) == 13
+    assert len(DATASETS) == 14

@@ -14,6 +14,9 @@ the answer should be is simply wrong: :func:`is_correct` never raises.
   on the main thread, and Lightning callbacks or data-loader workers may not be on it).
 - ``prosqa`` / ``prontoqa``: Coconut's protocol, the text after the last ``#`` equals the gold
   answer after dropping commas and normalising whitespace.
+- ``maze``: the plan after the last ``###`` is feasible for the maze the question states (any
+  feasible plan is right, not only the gold one; :mod:`lm_latent.data.maze.plans`). This checker
+  needs the question: ``is_correct("maze", completion, gold, question=...)``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import re
 from fractions import Fraction
 
-TASKS = ("gsm8k", "math", "prosqa", "prontoqa")
+TASKS = ("gsm8k", "math", "prosqa", "prontoqa", "maze")
 
 #: Which checker each staged dataset uses.
 TASK_OF_DATASET: dict[str, str] = {
@@ -38,6 +41,7 @@ TASK_OF_DATASET: dict[str, str] = {
     "metamathqa": "math",
     "prosqa": "prosqa",
     "prontoqa": "prontoqa",
+    "maze": "maze",
 }
 
 log = logging.getLogger(__name__)
@@ -59,16 +63,21 @@ def resolve_task(name: str) -> str:
     raise ValueError(f"unknown task {name!r}; expected one of {sorted(TASK_OF_DATASET)}")
 
 
-def is_correct(task: str, completion: str, gold: str) -> bool:
+def is_correct(task: str, completion: str, gold: str, question: str | None = None) -> bool:
     """True when ``completion`` answers with something equal (for ``task``) to ``gold``.
 
-    ``task`` is a checker name (``gsm8k``, ``math``, ``prosqa``, ``prontoqa``) or a staged dataset
-    name (see :data:`TASK_OF_DATASET`); an unknown name raises ``ValueError``. Any failure while
-    reading or comparing an answer counts as wrong, never as an exception.
+    ``task`` is a checker name (``gsm8k``, ``math``, ``prosqa``, ``prontoqa``, ``maze``) or a staged
+    dataset name (see :data:`TASK_OF_DATASET`); an unknown name raises ``ValueError``, and so does
+    ``maze`` without the ``question`` (the maze it states is what a plan is checked against). Any
+    failure while reading or comparing an answer counts as wrong, never as an exception.
     """
-    checker = _CHECKERS[resolve_task(task)]
+    name = resolve_task(task)
+    if name in _QUESTION_CHECKERS and question is None:
+        raise ValueError(f"the {name} checker needs the question")
     try:
-        return bool(checker(completion, gold))
+        if name in _QUESTION_CHECKERS:
+            return bool(_QUESTION_CHECKERS[name](completion, gold, question))
+        return bool(_CHECKERS[name](completion, gold))
     except Exception:  # noqa: BLE001 - a malformed completion must score 0, not stop an evaluation
         log.debug("answer check failed for task %s", task, exc_info=True)
         return False
@@ -263,6 +272,20 @@ def _exact_correct(completion: str, gold: str) -> bool:
         return False
     return pred == _normalise_space(str(gold).replace(",", ""))
 
+
+# ---------------------------------------------------------------- Keys-Finding Maze
+
+
+def _maze_feasible(completion: str, gold: str, question: str) -> bool:
+    from lm_latent.data.maze.plans import check_plan
+    from lm_latent.data.maze.world import parse_prompt
+
+    plan = after_last(_clean(completion), "###")
+    return plan is not None and check_plan(parse_prompt(question), plan).feasible
+
+
+# Checkers that read the question as well (the maze a plan must solve).
+_QUESTION_CHECKERS = {"maze": _maze_feasible}
 
 _CHECKERS = {
     "gsm8k": _gsm8k_correct,

@@ -1,4 +1,4 @@
-"""Generators of ProsQA- and ProntoQA-style training data in Coconut's JSON format.
+"""Generators of ProsQA- and ProntoQA-style training data in Coconut's JSON format, and of mazes.
 
 The official training splits are not available offline, so they are generated; the defaults
 reproduce the official validation splits' statistics. Every generator is ``generate(num, seed,
@@ -20,13 +20,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lm_latent.data.generators import prontoqa, prosqa
+from lm_latent.data.generators import maze, prontoqa, prosqa
+from lm_latent.data.generators.maze import MazeOptions
 from lm_latent.data.generators.prontoqa import ProntoQAOptions
 from lm_latent.data.generators.prosqa import ProsQAOptions
 
 GENERATORS: dict[str, tuple[type, Callable[..., list[dict[str, Any]]]]] = {
     "prosqa": (ProsQAOptions, prosqa.generate),
     "prontoqa": (ProntoQAOptions, prontoqa.generate),
+    "maze": (MazeOptions, maze.generate),  # Keys-Finding Maze: prompt, A* trace as steps, plan as answer
 }
 
 
@@ -49,4 +51,4 @@ def write_json(records: Sequence[dict[str, Any]], path: str | Path) -> None:
         raise
 
 
-__all__ = ["GENERATORS", "ProntoQAOptions", "ProsQAOptions", "write_json"]
+__all__ = ["GENERATORS", "MazeOptions", "ProntoQAOptions", "ProsQAOptions", "write_json"]

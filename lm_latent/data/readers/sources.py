@@ -158,6 +158,7 @@ SOURCES: dict[str, SourceSpec] = {
     "math500": SourceSpec(math500, "unique_id"),
     "prosqa": SourceSpec(coconut),
     "prontoqa": SourceSpec(coconut),
+    "maze": SourceSpec(coconut),  # the same three fields; the maze's own fields stay in meta
     "fresh_gaokao_math_2023": SourceSpec(answer_only, "question_number"),
     "gaokao2023en": SourceSpec(answer_only),  # its "source" field repeats across rows
     "college_math": SourceSpec(answer_only),  # so does "question_number" here
