@@ -284,3 +284,21 @@ def test_callback_reports_one_feasible_of_ten_greedy_and_draws_the_mazes():
     assert "infeasible (move 2 (1, 0) -> (2, 0): into a wall)" in table
     with pytest.raises(ValueError, match="decoding"):
         MazeAccuracy(examples=examples, decoding="greedy")
+
+
+def test_command_line_generates_splits_and_builds_the_tokenizer(tmp_path, capsys):
+    import json
+
+    from lm_latent.data.cli import main
+    from lm_latent.data.readers import read_dataset
+    from lm_latent.data.tokenization import load_tokenizer
+
+    train, test = tmp_path / "train.json", tmp_path / "test.json"
+    assert main(["generate", "maze", "--num", "6", "--seed", "0", "--out", str(train), "--max-size", "7"]) == 0
+    assert main(["generate", "maze", "--num", "4", "--seed", "0", "--out", str(test), "--split", "test"]) == 0
+    capsys.readouterr()
+    train_ex, test_ex = (read_dataset("maze", p).examples for p in (train, test))
+    assert (len(train_ex), len(test_ex)) == (6, 4)
+    assert {e.meta["layout_hash"] for e in train_ex}.isdisjoint(e.meta["layout_hash"] for e in test_ex)
+    assert main(["tokenizer", "--dataset", "maze", "--path", str(train), "--out", str(tmp_path / "tok"), "--kind", "maze"]) == 0
+    assert json.loads(capsys.readouterr().out)["vocab_size"] == len(load_tokenizer(tmp_path / "tok"))

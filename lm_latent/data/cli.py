@@ -3,6 +3,8 @@
     lm-latent data inspect gsm8k ../shared/data/gsm8k/train.jsonl [--tokenizer DIR] [--chunk-size 16]
     lm-latent data tokenizer --dataset gsm8k --path train.jsonl [--path more.jsonl] --out tok/ [--vocab-size 1024]
     lm-latent data tokenizer --dataset prosqa --path prosqa_train.json --out tok/ --kind word
+    lm-latent data generate maze --num 5000 --seed 0 --out maze_train.json [--split test ...]
+    lm-latent data tokenizer --dataset maze --path maze_train.json --out tok/ --kind maze
     lm-latent data generate prosqa --num 1000 --seed 0 --out prosqa_train.json [generator options]
 
 Every command prints one JSON object on stdout. Bad input (a DataError: which file, line, field)
@@ -158,15 +160,16 @@ def build_parser(with_generators: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, action="append", required=True)
     p.add_argument("--path", type=Path, action="append", required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--kind", choices=("bpe", "word"), default="bpe",
-                   help="bpe: byte-level BPE of --vocab-size; word: one token per word, for ProsQA/ProntoQA")
+    p.add_argument("--kind", choices=("bpe", "word", "maze"), default="bpe",
+                   help="bpe: byte-level BPE of --vocab-size; word: one token per word, for ProsQA/ProntoQA; "
+                        "maze: the maze task's symbolic vocabulary")
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE only: the word tokenizer's size is the data's")
     p.add_argument("--keep-forms", action="store_true",
                    help="word only: keep 'Tumpuses' one token instead of capital mark + 'tumpus' + plural ending")
     p.add_argument("--keep-calculator", action="store_true", help="keep GSM8K <<expr=value>> annotations")
     p.set_defaults(func=cmd_tokenizer)
 
-    p = sub.add_parser("generate", help="generate ProsQA/ProntoQA-style data (Coconut's JSON format)")
+    p = sub.add_parser("generate", help="generate ProsQA/ProntoQA-style data (Coconut's JSON format) or mazes")
     if with_generators:
         GENERATORS, _ = load_generators()
         gens = p.add_subparsers(dest="name", required=True)

@@ -82,7 +82,7 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     return tok
 
 
-TOKENIZER_KINDS = ("bpe", "word")
+TOKENIZER_KINDS = ("bpe", "word", "maze")
 
 
 def train_tokenizer(
@@ -99,13 +99,19 @@ def train_tokenizer(
     vocabularies keep small models fast on CPU (a 50k LM head makes a tiny model ~5x slower).
     ``kind="word"``: one token per word for closed-vocabulary tasks (ProsQA, ProntoQA), the size
     read from the data; ``split_forms`` makes capitals and plural endings tokens of their own so a
-    concept is one id in every form (lm_latent/data/word_tokenizer.py says why)."""
+    concept is one id in every form (lm_latent/data/word_tokenizer.py says why).
+    ``kind="maze"``: the maze task's symbolic vocabulary, one token per keyword, number, cost and
+    colour, sized from the texts' largest grid and colour count (lm_latent/data/maze/tokenizer.py)."""
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"tokenizer kind must be one of {TOKENIZER_KINDS}, got {kind!r}")
     if kind == "word":
         from lm_latent.data.word_tokenizer import train_word_tokenizer
 
         return train_word_tokenizer(texts, out_dir, (EOS_TOKEN, PAD_TOKEN), split_forms=split_forms)
+    if kind == "maze":
+        from lm_latent.data.maze.tokenizer import train_maze_tokenizer
+
+        return train_maze_tokenizer(texts, out_dir, (EOS_TOKEN, PAD_TOKEN))
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
