@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     def timed(batch_size: int):
         start = time.perf_counter()
         gens = generate(model, tok, prompts, latent_vocab, batch_size=batch_size, **settings)
-        right = [is_correct("prosqa", g.text, e.answer) for g, e in zip(gens, examples)]
+        right = [is_correct("prosqa", g.written, e.answer) for g, e in zip(gens, examples)]
         return time.perf_counter() - start, gens, right
 
     t_batched, g_batched, r_batched = timed(args.batch_size)

@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             if not trained:  # the processor must have produced exactly the intended sequences
                 row["forced_exact"] = sum(g.token_ids == list(x) for g, x in zip(gens, targets[name]))
             if trained:
-                row["accuracy"] = round(sum(is_correct(task, g.text, e.answer) for g, e in zip(gens, examples)) / n, 4)
+                row["accuracy"] = round(sum(is_correct(task, g.written, e.answer) for g, e in zip(gens, examples)) / n, 4)
             rows[f"{name}@{bs}"] = row
 
     tok = models["cot"].tokenizer

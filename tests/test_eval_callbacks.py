@@ -215,7 +215,7 @@ def test_callback_scores_what_the_model_generates(toy_dir, tmp_path):
     examples = read_examples("canonical", toy_dir / "eval.jsonl")
     gens = generate(module.model, module.tokenizer, [prompt_text(e.question) for e in examples],
                     module.latent_vocab, max_new_tokens=12)
-    right = [is_correct("gsm8k", g.text, e.answer) for g, e in zip(gens, examples)]
+    right = [is_correct("gsm8k", g.written, e.answer) for g, e in zip(gens, examples)]
     assert 0 < sum(right) < len(right), "the toy model should get some sums right and some wrong"
     assert logged["val/toy/n"] == EVAL_SIZE
     assert logged["val/toy/accuracy"] == pytest.approx(sum(right) / EVAL_SIZE)
@@ -239,6 +239,51 @@ def test_callback_scores_what_the_model_generates(toy_dir, tmp_path):
     logged = _trainer(tmp_path, [test_cb]).test(module, dataloaders=toy_loader(toy_dir), verbose=False)[0]
     assert logged["test/toy/n"] == 5
     assert logged["test/toy/accuracy"] == pytest.approx(sum(right[:5]) / 5)
+
+
+class ScriptedLM(LightningModule):
+    """A module whose ``generate`` returns fixed token ids per prompt (what a model might emit)."""
+
+    def __init__(self, tokenizer_dir: Path, script: dict[str, list[int]]) -> None:
+        super().__init__()
+        self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.latent_vocab = add_latent_tokens(self.tokenizer, NUM_CODES)
+        self.script = script
+
+    def generate(self, prompts, **kwargs):
+        from lm_latent.finetune.generation import split_generated
+
+        return [split_generated(self.script[p], self.tokenizer, self.latent_vocab) for p in prompts]
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+
+def test_callback_scores_latent_tokens_inside_the_answer_as_wrong(tiny_tokenizer, tmp_path):
+    module = ScriptedLM(tiny_tokenizer, {})
+    tok, vocab = module.tokenizer, module.latent_vocab
+
+    def ids(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    latent = [vocab.bo_id, vocab.code_to_id(5), vocab.eo_id]
+    outputs = [
+        latent + ids("Tom is a yumpus.\n### True"),      # latent thinking, then a text answer: right
+        ids("### ") + latent + ids("True"),                # latents where the answer should be: wrong
+        ids("### True") + latent,                          # latents after the answer: wrong
+        ids("Tom is a yumpus.\n### False"),               # a wrong answer in text
+    ]
+    examples = [Example(question=f"Is Tom a yumpus {i}? True or false: Tom is a yumpus.", steps=(), answer="True",
+                        id=f"q{i}", source="toy") for i in range(len(outputs))]
+    module.script = {prompt_text(e.question): out + [tok.eos_token_id] for e, out in zip(examples, outputs)}
+    cb = AccuracyCallback(task="prontoqa", examples=examples, stages=("val",), num_samples=0,
+                          results_file=tmp_path / "r.json")
+    logged = _trainer(tmp_path, [cb]).validate(module, dataloaders=DataLoader([0]), verbose=False)[0]
+    assert [r["correct"] for r in cb.last_results] == [True, False, False, False]
+    assert logged["val/prontoqa/accuracy"] == pytest.approx(1 / 4)
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert rows[1]["text"].replace(" ", "") == "###True"  # the text alone reads as a right answer
+    assert rows[1]["written"].replace(" ", "") == "###<boLatent><latent_5><eoLatent>True"
 
 
 # ---------------------------------------------------------------- two processes (DDP) == one process

@@ -46,9 +46,48 @@ def test_split_generated_counts_codes_delimiters_and_text(tiny_tokenizer):
     assert (g.num_latent, g.num_delimiter, g.num_text) == (2, 2, len(text_ids))
     assert g.num_tokens == len(g.token_ids)
     assert g.text == "### Tom is a yumpus."
+    assert g.written == "<boLatent><latent_3><latent_7><eoLatent>### Tom is a yumpus."
     # Without a latent vocabulary every token is text.
     plain = split_generated(text_ids, tok, None)
     assert (plain.codes, plain.num_latent, plain.num_text) == ([], 0, len(text_ids))
+
+
+def test_latent_tokens_after_the_answer_marker_make_a_malformed_answer(tiny_tokenizer):
+    """Answers are scored on what the model wrote: latent tokens before the answer marker are thinking,
+    latent tokens (or delimiters) after it are not an answer."""
+    from lm_latent.evaluation import is_correct
+
+    _, tok, vocab = _model(tiny_tokenizer)
+
+    def ids(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    bo, eo, z5 = vocab.bo_id, vocab.eo_id, vocab.code_to_id(5)
+    cases = {
+        # latent thinking, then the answer in text: right
+        "before": ([bo, z5, eo, *ids("### True")], True),
+        # the issue's example: latents between the marker and the answer
+        "inside": ([*ids("### "), bo, z5, eo, *ids("True")], False),
+        # latents after the answer
+        "after": ([*ids("### True"), bo, z5, eo], False),
+        # a delimiter alone after the marker
+        "delimiter": ([*ids("### "), eo, *ids("True")], False),
+        # a latent code alone after the marker
+        "code": ([*ids("### "), z5, *ids("True")], False),
+    }
+    for name, (generated, right) in cases.items():
+        g = split_generated(generated + [tok.eos_token_id], tok, vocab)
+        assert g.text.replace(" ", "") == "###True", name  # the text alone hides where the latents were
+        assert ("<latent_5>" in g.written) == (z5 in generated), name
+        assert g.written.replace("<boLatent>", "").replace("<eoLatent>", "").replace("<latent_5>", "") == g.text, name
+        for task in ("prontoqa", "prosqa"):
+            assert is_correct(task, g.written, "True") is right, (name, task, g.written)
+    g = split_generated([*ids("### "), bo, z5, eo, *ids("42")], tok, vocab)
+    assert not is_correct("gsm8k", g.written, "42") and not is_correct("math", g.written, "42")
+    assert is_correct("gsm8k", g.text, "42")  # what scoring the text alone (the old behaviour) said
+    # Without latent tokens, written and text are the same string.
+    plain = split_generated(ids("### True"), tok, vocab)
+    assert plain.written == plain.text == "### True"
 
 
 def test_batched_left_padded_generation_equals_one_at_a_time(tiny_tokenizer):

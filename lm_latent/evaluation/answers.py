@@ -3,7 +3,9 @@
 Every task writes its answer last, as ``### <answer>`` (see ``lm_latent.data.tokenization``), but a
 model may also answer the way its base training taught it (``\\boxed{..}``, "The answer is ..."), so
 each checker falls back to those forms. A completion with no answer, garbage, or latent tokens where
-the answer should be is simply wrong: :func:`is_correct` never raises.
+the answer should be is simply wrong: :func:`is_correct` never raises. Give the checkers what the
+model wrote, latent tokens and delimiters in place (``Generation.written``): with them removed, the
+answer ``### <boLatent><latent_5><eoLatent> True`` would read as ``### True``.
 
 - ``gsm8k``: the number after the last ``###`` (which also covers the gold's ``####``), else after
   "The answer is", else the last number; ``,``, ``$`` and units are dropped; compared exactly as

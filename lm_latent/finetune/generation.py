@@ -3,8 +3,10 @@
 The model decides by itself whether to open with ``<boLatent>``, how many codes to emit and when to
 switch to text, so decoding is plain autoregressive sampling: batched, LEFT-padded with an attention
 mask (decoder-only models continue from the last position), KV-cached, greedy or top-k. Each result
-is split into what the evaluation needs: the text (latents and delimiters removed), the emitted code
-ids, and the token counts per kind (the paper reports latent + delimiter + text tokens).
+is split into what the evaluation needs: what the model wrote (``written``, latent tokens and
+delimiters in place, which is what answers are scored on), the text alone (``text``, latents and
+delimiters removed, for reading and the chain checks), the emitted code ids, and the token counts per
+kind (the paper reports latent + delimiter + text tokens).
 
     gens = generate(model, tokenizer, [prompt_text(q) for q in questions], latent_vocab)
 """
@@ -24,8 +26,10 @@ from lm_latent.mixing.tokens import LatentVocab
 class Generation:
     """One generated continuation (the prompt excluded).
 
-    ``token_ids`` stops at, and excludes, the first EOS/pad; ``text`` decodes the text tokens only;
-    ``codes`` are the emitted latent code ids (0..K-1) in order.
+    ``token_ids`` stops at, and excludes, the first EOS/pad; ``written`` decodes all of them, latent
+    tokens and delimiters as ``<latent_i>``, ``<boLatent>``, ``<eoLatent>`` where the model put them
+    (score answers on this: a latent token after the answer marker makes the answer malformed);
+    ``text`` decodes the text tokens only; ``codes`` are the emitted latent code ids (0..K-1) in order.
     """
 
     text: str
@@ -34,6 +38,7 @@ class Generation:
     num_latent: int
     num_delimiter: int
     num_text: int
+    written: str
 
     @property
     def num_tokens(self) -> int:
@@ -42,7 +47,11 @@ class Generation:
 
 
 def split_generated(token_ids: Sequence[int], tokenizer, latent_vocab: LatentVocab | None) -> Generation:
-    """Cut generated ids at the first EOS/pad and split them into codes, delimiters and text."""
+    """Cut generated ids at the first EOS/pad and split them into codes, delimiters and text.
+
+    ``written`` keeps the latent tokens and delimiters in place and drops the tokenizer's other
+    special tokens (as ``text`` does), so it is ``text`` with the latent tokens where they were.
+    """
     stop = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
     ids: list[int] = []
     for t in token_ids:
@@ -62,7 +71,14 @@ def split_generated(token_ids: Sequence[int], tokenizer, latent_vocab: LatentVoc
         else:
             text_ids.append(t)
     text = tokenizer.decode(text_ids, skip_special_tokens=True)
-    return Generation(text, ids, codes, len(codes), num_delim, len(text_ids))
+    if latent_vocab is None or len(text_ids) == len(ids):
+        written = text
+    else:
+        # The latent tokens are added *special* tokens: decode them, but no other special token.
+        special = set(tokenizer.all_special_ids)
+        kept = [t for t in ids if t not in special or latent_vocab.is_latent(t) or latent_vocab.is_delimiter(t)]
+        written = tokenizer.decode(kept, skip_special_tokens=False)
+    return Generation(text, ids, codes, len(codes), num_delim, len(text_ids), written)
 
 
 def _unwrap(model):
