@@ -136,6 +136,11 @@ def test_last_boxed_handles_nesting_and_unbraced():
     assert last_boxed("\\fbox{3}") == "3"
     assert last_boxed("no box") is None
     assert last_boxed("\\boxed{1} and \\boxed{unclosed") == "1"
+    # One implementation, the readers': escaped braces do not count.
+    from lm_latent.data.readers import last_boxed as readers_last_boxed
+
+    assert last_boxed is readers_last_boxed
+    assert last_boxed("\\boxed{a\\}b}") == "a\\}b"
 
 
 def test_math_answer_marker_wins_over_earlier_box():

@@ -80,7 +80,7 @@ def test_curriculum_grows_with_epoch():
     s = MixingStrategy("curriculum", epochs_per_stage=2, chunks_per_stage=1)
     ks = [choose(s, "a", 3, 16, 0, epoch).k for epoch in range(10)]
     assert ks == [0, 0, 1, 1, 2, 2, 3, 3, 3, 3]
-    assert all(choose(s, "a", 3, 16, 0, 4).is_prefix for _ in range(3))
+    assert all(choose(s, "a", 3, 16, 0, 4).chunks == (0, 1) for _ in range(3))
     s2 = MixingStrategy("curriculum", epochs_per_stage=1, chunks_per_stage=2)
     assert [choose(s2, "b", 5, 16, 0, e).k for e in range(4)] == [0, 2, 4, 5]
 
@@ -102,7 +102,7 @@ def test_poisson_count_and_positions():
     expected = sum(ks) / n_full
     assert all(abs(per_chunk[c] - expected) < 5 * expected**0.5 for c in range(n_full))
     # Not left-to-right: most multi-chunk samples are not a prefix.
-    assert sum(not r.is_prefix for r in reps if r.k >= 2) > 0.9 * sum(r.k >= 2 for r in reps)
+    assert sum(r.chunks != tuple(range(r.k)) for r in reps if r.k >= 2) > 0.9 * sum(r.k >= 2 for r in reps)
     # Default rate: half the full chunks, capped at n_full.
     default = [choose(MixingStrategy("poisson"), f"d{i}", 4, 16, 0, 0).k for i in range(N_IDS)]
     assert sum(default) / N_IDS == pytest.approx(2.0, abs=0.1) and max(default) <= 4

@@ -27,6 +27,8 @@ import logging
 import re
 from fractions import Fraction
 
+from lm_latent.data.readers.text import last_boxed  # noqa: F401 - one implementation, also re-exported here
+
 TASKS = ("gsm8k", "math", "prosqa", "prontoqa", "maze")
 
 #: Which checker each staged dataset uses.
@@ -96,32 +98,6 @@ def after_last(text: str, marker: str) -> str | None:
     """The text after the last ``marker``, stripped, or None when the marker is absent."""
     i = text.rfind(marker)
     return None if i < 0 else text[i + len(marker) :].strip()
-
-
-def last_boxed(text: str) -> str | None:
-    """Contents of the last ``\\boxed{..}`` / ``\\fbox{..}`` (nested braces balanced), or None.
-
-    ``\\boxed 5`` (no braces, as some solutions write it) gives ``5``. An unclosed brace gives None.
-    """
-    starts = [m for m in re.finditer(r"\\(?:boxed|fbox)\b", text)]
-    for m in reversed(starts):
-        i = m.end()
-        while i < len(text) and text[i] == " ":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            depth = 0
-            for j in range(i, len(text)):
-                if text[j] == "{":
-                    depth += 1
-                elif text[j] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        return text[i + 1 : j].strip()
-            continue  # unbalanced: try an earlier box
-        word = re.match(r"[^\s$]+", text[i:])
-        if word:
-            return word.group(0)
-    return None
 
 
 def _has_latent(text: str) -> bool:

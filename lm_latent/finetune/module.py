@@ -148,8 +148,7 @@ class MixedTokenLM(pl.LightningModule):
         supervised = labels[:, 1:] != IGNORE_INDEX
         if self.latent_vocab is None:
             return torch.zeros((), device=labels.device)
-        first = self.latent_vocab.first_latent_id
-        latent = (labels[:, 1:] >= first) & (labels[:, 1:] < first + self.latent_vocab.num_codes)
+        latent = self.latent_vocab.is_latent(labels[:, 1:])
         return latent.sum() / supervised.sum().clamp_min(1)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

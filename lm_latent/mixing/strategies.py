@@ -51,10 +51,6 @@ class Replacement:
         """Number of latent chunks (= latent tokens) in the sample."""
         return len(self.chunks)
 
-    @property
-    def is_prefix(self) -> bool:
-        return self.chunks == tuple(range(len(self.chunks)))
-
     @classmethod
     def prefix(cls, k: int) -> "Replacement":
         return cls(tuple(range(k)))

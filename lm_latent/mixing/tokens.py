@@ -34,8 +34,10 @@ class LatentVocab:
         code = token_id - self.first_latent_id
         return code if 0 <= code < self.num_codes else None
 
-    def is_latent(self, token_id: int) -> bool:
-        return self.id_to_code(token_id) is not None
+    def is_latent(self, token_id):
+        """Whether ``token_id`` is a latent code token; elementwise for a tensor of ids."""
+        code = token_id - self.first_latent_id
+        return (code >= 0) & (code < self.num_codes)
 
     def is_delimiter(self, token_id: int) -> bool:
         return token_id in (self.bo_id, self.eo_id)
