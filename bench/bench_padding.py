@@ -1,7 +1,8 @@
 """Padding waste of the stage-2 batching: length-bucketed batches vs random batches padded to their longest.
 
-MixedTokenDataModule's training loader sorts windows of ``batch * megabatch_batches`` samples by this
-epoch's sequence length before cutting them into batches (lm_latent/finetune/batching.py). This
+MixedTokenDataModule's training loader sorts windows of ``batch * megabatch_batches`` samples by each
+sample's length before replacement (prompt + CoT + answer, so the number of latent chunks stays random
+within a batch) before cutting them into batches (lm_latent/finetune/batching.py). This
 iterates that real loader and, on the same dataset and epochs, a plain shuffled DataLoader with the
 same collator (what a hand-rolled script does), and reports the share of pad positions in the padded
 batches, for generated ProsQA problems and GSM8K train, at a few batch sizes, for the ``latent_ar``

@@ -173,10 +173,54 @@ def test_bucketing_cuts_padding_and_covers_every_sample(stage2_files):
     report = dm.padding_report(epoch=1)
     lengths = ds.lengths(1)
     assert report["bucketed"] == pytest.approx(pad_share(batches, lengths))
-    assert report["bucketed"] < 0.5 * report["unsorted"]
+    # Bucketing sorts by the length before replacement, so what is left is the spread of the k draws
+    # within a batch: large for these short CoTs (up to 10 chunks of 4 tokens), still below random.
+    assert report["bucketed"] < 0.75 * report["unsorted"]
+    cot = _setup(stage2_files, megabatch_batches=8, strategy="cot").padding_report(epoch=1)
+    assert cot["bucketed"] < 0.25 * cot["unsorted"]
     # Batch order is shuffled, not sorted by length through the epoch.
     maxima = [max(lengths[i] for i in b) for b in batches]
     assert maxima != sorted(maxima) and maxima != sorted(maxima, reverse=True)
+
+
+def _within_batch_spread(batches, ks, batch_size) -> float:
+    """Mean over full batches of the standard deviation of k within the batch."""
+    import statistics
+
+    return statistics.mean(statistics.pstdev([ks[i] for i in b]) for b in batches if len(b) == batch_size)
+
+
+@pytest.mark.parametrize("m_values", [None, [0, 8, 16, 24]], ids=["uniform_k", "m_set"])
+def test_bucketing_keeps_the_number_of_latent_chunks_random_within_a_batch(tmp_path, tiny_tokenizer, m_values):
+    """The paper mixes m at random within a batch. Sorting by the mixed length (each latent chunk is
+    L - 1 tokens shorter) would put samples with similar m together; bucketing on the length before
+    replacement keeps the within-batch spread of k that of random batches."""
+    files = write_stage2_inputs(tmp_path, tiny_tokenizer, n_train=512, n_val=8)
+    bs = 8
+    dm = _setup(files, global_batch_size=bs, m_values=m_values)
+    ds = dm.train_set
+    bucketed, random_batches, redrawn = [], [], []
+    for epoch in range(4):
+        sampler: LengthBucketBatchSampler = dm.make_loader(ds, train=True).batch_sampler
+        sampler.set_epoch(epoch)
+        batches = sampler.batches()
+        ks = [ds.replacement(i, epoch).k for i in range(len(ds))]
+        order = list(range(len(ds)))
+        random.Random(epoch).shuffle(order)
+        bucketed.append(_within_batch_spread(batches, ks, bs))
+        random_batches.append(_within_batch_spread([order[i : i + bs] for i in range(0, len(ds), bs)], ks, bs))
+        # The same batches with k drawn independently (another epoch's draw): what "random within the
+        # batch, given which samples it holds" gives.
+        other = [ds.replacement(i, epoch + 1000).k for i in range(len(ds))]
+        redrawn.append(_within_batch_spread(batches, other, bs))
+    bucketed, random_batches, redrawn = (sum(x) / len(x) for x in (bucketed, random_batches, redrawn))
+    # Batches hold samples of similar CoT length, hence similar n_full: a little less spread than fully
+    # random batches (0.9x here); sorting by the mixed length gave 0.44x.
+    assert bucketed > 0.8 * random_batches, (bucketed, random_batches)
+    assert bucketed == pytest.approx(redrawn, rel=0.1), (bucketed, redrawn)
+    # Padding still stays well below random batches'.
+    report = dm.padding_report()
+    assert report["bucketed"] < 0.6 * report["unsorted"], report
 
 
 def test_collator_pads_right_and_masks_labels():

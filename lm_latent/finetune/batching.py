@@ -3,9 +3,15 @@
 Mixed sequences vary a lot in length (prompt and CoT lengths, and k changes every epoch), so random
 batches waste much of their compute on padding. :class:`LengthBucketBatchSampler` takes the indices of
 its (distributed) sampler in order, cuts them into *megabatches* of ``batch_size * megabatch_batches``
-samples, sorts each megabatch by this epoch's sequence lengths and cuts it into batches; the batches are
+samples, sorts each megabatch by a per-sample sort length and cuts it into batches; the batches are
 then shuffled (training) so lengths do not trend through the epoch. Sorting never crosses a megabatch,
 so the randomness of the sampler's order is kept at that scale.
+
+The DataModule sorts by the length a sample has *before* any chunk is replaced (prompt + CoT +
+answer, see ``MixedTokenDataset.bucket_lengths``), not by its mixed length: every latent chunk
+shortens a sequence by L - 1 tokens, so sorting by the mixed length would group samples by their
+number of latent chunks, while the method mixes m at random within a batch. Padding is then that of
+the draws' spread within a batch (measured in BENCHMARKS.md).
 
 It is distributed-aware through its sampler: given a ``DistributedSampler`` (the DataModule builds one
 with the trainer's world size and rank; Lightning leaves it in place, see
@@ -34,7 +40,7 @@ from lm_latent.training import ResumableBatchSampler
 class LengthBucketBatchSampler(ResumableBatchSampler):
     """Batches of similar length from ``sampler``'s indices, as ``(index, epoch)`` pairs.
 
-    ``lengths(epoch)`` returns every sample's sequence length in that epoch. ``shuffle`` shuffles the
+    ``lengths(epoch)`` returns every sample's sort length in that epoch. ``shuffle`` shuffles the
     order of the batches (seeded by seed, epoch and rank). Batches smaller than ``batch_size`` occur only
     at the end of the sampler's stream (dropped when ``drop_last``).
     """

@@ -81,6 +81,7 @@ class MixedTokenDataset(Dataset):
         self.max_length = max_length
         self.epoch = 0
         self._lengths: tuple[int, list[int]] | None = None
+        self._bucket_lengths: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -110,6 +111,20 @@ class MixedTokenDataset(Dataset):
             self._lengths = (epoch, out)
         return self._lengths[1]
 
+    def bucket_lengths(self, epoch: int | None = None) -> list[int]:
+        """What batches are bucketed on: every sample's length before any chunk is replaced (prompt +
+        CoT + answer; prompt + answer for ``sol_only``), capped at ``max_length``.
+
+        It does not depend on the draw (``epoch`` is accepted for the batch sampler and ignored), so
+        bucketing leaves the number of latent chunks as random within a batch as across the data;
+        sorting by :meth:`lengths` would group samples by it (each latent chunk is L - 1 tokens shorter).
+        """
+        if self._bucket_lengths is None:
+            include_cot = self.strategy.name != "sol_only"
+            out = [sequence_length(ex, (), self.chunk_size, include_cot) for ex in self.examples]
+            self._bucket_lengths = [min(n, self.max_length) for n in out] if self.max_length else out
+        return self._bucket_lengths
+
     def __getitem__(self, index) -> dict:
         index, epoch = index if isinstance(index, tuple) else (index, None)
         ex = self.examples[index]
@@ -137,7 +152,8 @@ class MixedTokenDataModule(pl.LightningDataModule):
             micro batch and gradient accumulation are derived from the world size.
         eval_batch_size: per-device batch for validation/test (default: the micro batch).
         max_length: truncate longer sequences on the right (None: no limit).
-        megabatch_batches: length bucketing sorts within windows of this many batches.
+        megabatch_batches: length bucketing sorts within windows of this many batches (by each sample's
+            length before replacement, so the number of latent chunks stays random within a batch).
         pad_to_multiple_of: round each batch's padded length up to a multiple of this.
         chunk_size: only for runs without a codes file (else the code table's chunk size is used; a
             different value here is an error).
@@ -317,7 +333,7 @@ class MixedTokenDataModule(pl.LightningDataModule):
         sampler = index_sampler(dataset, shuffle=train, seed=hp.seed, world_size=world_size, rank=rank)
         batch = self.plan.micro_batch_size if train else (hp.eval_batch_size or self.plan.micro_batch_size)
         batches = LengthBucketBatchSampler(
-            sampler, batch, drop_last=False, lengths=dataset.lengths,
+            sampler, batch, drop_last=False, lengths=dataset.bucket_lengths,
             megabatch_batches=hp.megabatch_batches, shuffle=train, seed=hp.seed,
         )
         pad = self.tokenizer.pad_token_id
@@ -357,6 +373,7 @@ class MixedTokenDataModule(pl.LightningDataModule):
         order = list(sampler)
         unsorted = [order[i : i + bs] for i in range(0, len(order), bs)]
         bucketed = LengthBucketBatchSampler(
-            sampler, bs, False, ds.lengths, megabatch_batches=self.hparams.megabatch_batches, seed=self.hparams.seed
+            sampler, bs, False, ds.bucket_lengths, megabatch_batches=self.hparams.megabatch_batches,
+            seed=self.hparams.seed,
         ).batches()
         return {"bucketed": pad_share(bucketed, lengths), "unsorted": pad_share(unsorted, lengths)}
