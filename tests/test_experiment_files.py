@@ -374,7 +374,8 @@ def test_experiment_file(path, shared_data, standins, offline_stages, monkeypatc
         options_cls, _ = GENERATORS[gen["generator"]]
         options_cls(**(gen.get("options") or {}))
     assert plain["data"].get("train_file") or gen.get("train"), "no training data"
-    assert plain["tokenizer"].get("path") or plain["tokenizer"].get("vocab_size")
+    # A tokenizer directory, a BPE size, or a kind whose vocabulary the data fixes.
+    assert plain["tokenizer"].get("path") or plain["tokenizer"].get("vocab_size") or plain["tokenizer"].get("kind") in ("word", "maze")
     strategies = plain["mixed"]["strategies"]
     assert strategies and set(strategies) <= set(STRATEGIES)
     assert set(plain["mixed"].get("per_strategy") or {}) <= set(strategies)
