@@ -302,3 +302,16 @@ def test_command_line_generates_splits_and_builds_the_tokenizer(tmp_path, capsys
     assert {e.meta["layout_hash"] for e in train_ex}.isdisjoint(e.meta["layout_hash"] for e in test_ex)
     assert main(["tokenizer", "--dataset", "maze", "--path", str(train), "--out", str(tmp_path / "tok"), "--kind", "maze"]) == 0
     assert json.loads(capsys.readouterr().out)["vocab_size"] == len(load_tokenizer(tmp_path / "tok"))
+
+
+def test_readme_example_is_what_the_generator_writes():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Keys-Finding Maze", 1)[1]
+    lines = section.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    record = generate(1, seed=0)[0]
+    head, _, tail = lines[0].partition(" ... ")
+    assert record["question"].startswith(head) and record["question"].endswith(tail)
+    assert lines[1:3] == record["steps"][:2]
+    assert lines[-1] == "### " + record["answer"]
