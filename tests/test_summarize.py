@@ -45,6 +45,22 @@ def test_mean_std_and_every_seed_value(tmp_path, capsys):
     assert table.index("| latent_ar |") < table.index("| cot |")  # the configured order, not results.json's
 
 
+def test_task_figures_of_maze_runs_are_summarized(tmp_path, capsys):
+    dirs = [write_run(tmp_path / f"s{s}", s, 0.5, 10.0) for s in (0, 1)]
+    for d, g in zip(dirs, (0.2, 0.4)):
+        results = json.loads((d / "results.json").read_text())
+        results["runs"]["latent_ar"]["valid"].update(greedy_feasible=g, greedy_optimal=g / 2, greedy_mean_tokens=30.0)
+        (d / "results.json").write_text(json.dumps(results))
+    out = tmp_path / "summary.json"
+    assert main(["summarize", *map(str, dirs), "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert list(figures) == ["latent_ar"]  # cot's rows have no task figures
+    assert figures["latent_ar"]["valid"]["greedy_feasible"]["mean"] == pytest.approx(0.3)
+    table = capsys.readouterr().out
+    assert "| latent_ar | valid | greedy_optimal | 15.0 ± 7.1 (10.0, 20.0) |" in table
+    assert "| latent_ar | valid | greedy_mean_tokens | 30.0 ± 0.0 (30.0, 30.0) |" in table
+
+
 @pytest.mark.parametrize(
     "other, message",
     [

@@ -73,8 +73,11 @@ def load_runs(dirs: list[Path]) -> list[dict]:
 
 def summarize(runs: list[dict]) -> dict[str, Any]:
     first = runs[0]
+    from lm_latent.pipeline.run import EXTRA_RESULT_FIELDS
+
     table: dict[str, dict[str, dict]] = {}
     chains: dict[str, dict[str, dict]] = {}
+    figures: dict[str, dict[str, dict]] = {}
     for strategy, tasks in first["runs"].items():
         for task in tasks:
             rows = [r["runs"][strategy][task] for r in runs]
@@ -85,6 +88,10 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
                 **{f: _stats([float(row[f]) for row in rows]) for f in FIELDS},
                 "n": ns.pop(),
             }
+            # A task's own figures (mazes: greedy feasibility, optimality, ...), where every run has them.
+            extra = {f: _stats([float(row[f]) for row in rows]) for f in EXTRA_RESULT_FIELDS if all(f in row for row in rows)}
+            if extra:
+                figures.setdefault(strategy, {})[task] = extra
             # Chain checks: only those every run has (a run whose model wrote no chain has none).
             per_run = [_chain_rates(Path(r["dir"]) / "eval" / strategy / f"{task}.json") if "dir" in r else None for r in runs]
             if all(per_run):
@@ -92,7 +99,7 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
                 chains.setdefault(strategy, {})[task] = {k: _stats([p[k] for p in per_run]) for k in checks}
     codebook = {f: _stats([float(r["codebook"][f]) for r in runs]) for f in CODEBOOK_FIELDS if f in first["codebook"]}
     return {"experiment": first["experiment"], "seeds": [r.get("seed") for r in runs], "codebook": codebook, "runs": table,
-            "chains": chains}
+            "chains": chains, "figures": figures}
 
 
 def _chain_rates(path: Path) -> dict[str, float] | None:
@@ -132,6 +139,13 @@ def markdown(summary: dict[str, Any]) -> str:
         for strategy, tasks in chains.items():
             for task, checks in tasks.items():
                 lines += [f"| {strategy} | {task} | {name} | {cell(s, True)} |" for name, s in checks.items()]
+    figures = summary.get("figures") or {}
+    if figures:
+        lines += ["", "Task figures (rates in %, token counts per generation):", "",
+                  "| strategy | eval set | figure | mean ± std (per-seed values) |", "|---|---|---|---|"]
+        for strategy, tasks in figures.items():
+            for task, values in tasks.items():
+                lines += [f"| {strategy} | {task} | {name} | {cell(s, 'tokens' not in name)} |" for name, s in values.items()]
     cb = summary["codebook"]
     if cb:
         lines += ["", "| codebook (held out) | value |", "|---|---|"]
