@@ -58,6 +58,15 @@ def test_codes_cover_every_chunk_and_the_cache_follows_its_inputs(tmp_path, tiny
 
     again = encode_mod.encode_dataset(ckpt, "prosqa", data, tiny_tokenizer, cache)
     assert again.codes == table.codes and len(counted_encodes) == 1  # reused
+    # The table records the file it was encoded from, and the split when told (a label, not a cache key).
+    from lm_latent.digests import file_digest
+
+    assert table.split is None and table.data_sha256 == file_digest(data) and table.data_file == str(data.resolve())
+    as_val = encode_mod.encode_dataset(ckpt, "prosqa", data, tiny_tokenizer, cache, split="val")
+    assert as_val.split == "val" and as_val.codes == table.codes and len(counted_encodes) == 1
+    assert encode_mod.encode_dataset(ckpt, "prosqa", data, tiny_tokenizer, cache, split="train").split == "train"
+    with pytest.raises(ValueError, match="split must be one of"):
+        encode_mod.encode_dataset(ckpt, "prosqa", data, tiny_tokenizer, cache, split="dev")
 
     write_prosqa(data, 31, seed=3)  # same path, changed content
     changed = encode_mod.encode_dataset(ckpt, "prosqa", data, tiny_tokenizer, cache)

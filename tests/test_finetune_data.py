@@ -271,3 +271,77 @@ def test_code_problems_are_reported_with_file_and_id(stage2_files, tmp_path):
         datamodule(stage2_files, codes_file=None)
     with pytest.raises(ValueError, match="chunk_size=8 differs"):
         _ = datamodule(stage2_files, chunk_size=8).chunk_size
+
+
+def _encoded_codes(path: Path, data_file: str, tokenizer_dir: str, split: str | None, seed: int = 0) -> str:
+    """A code table with the provenance stage 1 writes (data file, its digest, the split)."""
+    from lm_latent.data.readers import read_examples
+    from lm_latent.digests import file_digest
+
+    tokenized, _ = tokenize_examples(load_tokenizer(tokenizer_dir), read_examples("canonical", data_file))
+    rng = random.Random(seed)
+    codes = {t.id: [rng.randrange(K) for _ in t.chunks(L)] for t in tokenized}
+    provenance = {"data_file": str(Path(data_file).resolve()), "data_sha256": file_digest(data_file)}
+    if split is not None:
+        provenance["split"] = split
+    save_codes(path, CodeTable(K, L, codes, provenance))
+    return str(path)
+
+
+@pytest.fixture
+def same_id_splits(tmp_path, tiny_tokenizer) -> dict[str, str]:
+    """Train and val files whose ids collide (as positional ids such as ``prosqa:0`` do) and whose CoTs
+    have the same lengths, so nothing but the provenance tells their code tables apart."""
+    from dataclasses import replace
+
+    from lm_latent.data.readers import write_canonical
+
+    train = [synthetic_example(i, "train") for i in range(32)]
+    val = [replace(ex, question="Consider this. " + ex.question) for ex in train]
+    write_canonical(train, tmp_path / "train.jsonl")
+    write_canonical(val, tmp_path / "val.jsonl")
+    files = {"tokenizer_dir": str(tiny_tokenizer), "train_file": str(tmp_path / "train.jsonl"),
+             "val_file": str(tmp_path / "val.jsonl")}
+    files["train_codes"] = _encoded_codes(tmp_path / "codes_train.json", files["train_file"], files["tokenizer_dir"], "train")
+    files["val_codes"] = _encoded_codes(tmp_path / "codes_val.json", files["val_file"], files["tokenizer_dir"], "val", 1)
+    return files
+
+
+def test_codes_files_must_come_from_their_split_data_file(same_id_splits, tmp_path):
+    from lm_latent.codebook.codes_file import CodesSourceError
+
+    files = same_id_splits
+    dm = _setup(files)  # every split with its own table: fine
+    val_codes = load_codes(files["val_codes"]).codes
+    ex = dm.val_set.examples[0]
+    assert dm.val_set.codes[ex.id] == val_codes[ex.id] != load_codes(files["train_codes"]).codes[ex.id]
+
+    # No val codes file: the training table (encoded from train.jsonl) must not serve val.jsonl by position.
+    with pytest.raises(CodesSourceError) as err:
+        _setup(files, val_codes_file=None)
+    msg = str(err.value)
+    assert "data.val_codes_file is not set" in msg
+    assert files["train_codes"] in msg and files["train_file"] in msg and files["val_file"] in msg
+
+    # The training table given as the val table, and the val table as the training one.
+    with pytest.raises(CodesSourceError, match=r"codes_train\.json \(encoded from .*train\.jsonl, split 'train'\) "
+                                              r"holds the codes of another data file than the val file .*val\.jsonl"):
+        _setup(files, val_codes_file=files["train_codes"])
+    with pytest.raises(CodesSourceError, match=r"codes_val\.json .* than the train file .*train\.jsonl"):
+        _setup(files, codes_file=files["val_codes"])
+    # A test file without its own table is refused the same way.
+    with pytest.raises(CodesSourceError, match=r"data\.test_codes_file is not set"):
+        datamodule(files, test_file=files["val_file"]).setup("test")
+
+    # Validating on the training file itself may share its table (the same content, the same codes).
+    _setup(files, val_file=files["train_file"], val_codes_file=None)
+    # A table that records only its split is checked on the split.
+    only_split = CodeTable(K, L, load_codes(files["train_codes"]).codes, {"split": "train"})
+    save_codes(tmp_path / "only_split.json", only_split)
+    with pytest.raises(CodesSourceError, match="holds train codes, not codes of the val file"):
+        _setup(files, val_codes_file=str(tmp_path / "only_split.json"))
+    # A table that records nothing cannot be checked: a warning for its own split, an error as a fallback.
+    save_codes(tmp_path / "bare.json", CodeTable(K, L, load_codes(files["train_codes"]).codes))
+    with pytest.raises(CodesSourceError, match="does not record the data file"):
+        _setup(files, codes_file=str(tmp_path / "bare.json"), val_codes_file=None)
+    _setup(files, codes_file=str(tmp_path / "bare.json"))

@@ -3,7 +3,7 @@
     lm-latent codebook fit --config experiments/codebook/prosqa_tiny.yaml [--trainer.max_steps 2000]
     lm-latent codebook fit --config experiments/codebook/prosqa_tiny.yaml --ckpt_path last   # resume
     lm-latent codebook validate --config experiments/codebook/prosqa_tiny.yaml --ckpt_path last
-    lm-latent codebook encode --checkpoint CKPT --dataset gsm8k --data FILE --tokenizer DIR --cache-dir DIR [--out FILE]
+    lm-latent codebook encode --checkpoint CKPT --dataset gsm8k --data FILE --tokenizer DIR --cache-dir DIR [--split train] [--out FILE]
     lm-latent codebook decode --checkpoint CKPT --tokenizer DIR --prompt "question text" --codes 3,17,5
 
 Several devices: add ``--trainer.devices 2 --trainer.strategy ddp`` (CPU processes or GPUs, one node),
@@ -74,7 +74,8 @@ def _encode(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     table = encode_dataset(
-        args.checkpoint, args.dataset, args.data, args.tokenizer, args.cache_dir, batch_size=args.batch_size, device=args.device
+        args.checkpoint, args.dataset, args.data, args.tokenizer, args.cache_dir, batch_size=args.batch_size,
+        device=args.device, split=args.split,
     )
     if args.out:
         save_codes(args.out, table)
@@ -115,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--data", required=True, help="the dataset file")
     enc.add_argument("--tokenizer", required=True, help="tokenizer directory the codebook was trained with")
     enc.add_argument("--cache-dir", required=True)
+    enc.add_argument("--split", choices=("train", "val", "test"),
+                     help="the split this file is (recorded in the table, checked by stage 2)")
     enc.add_argument("--out", help="also write the table here")
     enc.add_argument("--batch-size", type=int, default=4096, help="chunks per forward pass")
     enc.add_argument("--device", default="cpu")

@@ -3,6 +3,12 @@
 A JSON file ``{"num_codes": K, "chunk_size": L, "provenance": {...}, "codes": {example_id: [c_1, ...]}}``
 where ``codes[id]`` holds one code per CoT chunk, left to right; the last chunk may be shorter than L
 (stage 2 only replaces whole chunks). Written atomically so a kill never leaves half a file.
+
+The provenance records what the codes were encoded from, among others ``data_file`` (its path),
+``data_sha256`` (its content) and ``split`` (``train``/``val``/``test``, when the encoder was told).
+Codes are looked up by example id and ids repeat across a dataset's splits (``prosqa:0`` is the first
+example of every file), so stage 2 checks with :func:`check_codes_source` that a table was encoded
+from the very file it is used with.
 """
 
 from __future__ import annotations
@@ -12,6 +18,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lm_latent.digests import file_digest
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
 
 @dataclass(frozen=True)
 class CodeTable:
@@ -19,6 +29,21 @@ class CodeTable:
     chunk_size: int
     codes: dict[str, list[int]]
     provenance: dict = field(default_factory=dict)
+
+    @property
+    def data_file(self) -> str | None:
+        """The data file the codes were encoded from (None when the table does not record it)."""
+        return self.provenance.get("data_file")
+
+    @property
+    def data_sha256(self) -> str | None:
+        """Content digest of that data file (None when the table does not record it)."""
+        return self.provenance.get("data_sha256")
+
+    @property
+    def split(self) -> str | None:
+        """The split the codes were encoded for (None when the encoder was not told)."""
+        return self.provenance.get("split")
 
     def __getitem__(self, example_id: str) -> list[int]:
         try:
@@ -60,3 +85,37 @@ def load_codes(path: str | Path) -> CodeTable:
         if any(not (0 <= c < K) for c in codes):
             raise ValueError(f"{path}: codes of example '{ex_id}' fall outside the codebook size {K}")
     return CodeTable(K, int(payload["chunk_size"]), payload["codes"], payload.get("provenance", {}))
+
+
+class CodesSourceError(ValueError):
+    """A code table used with a data file it was not encoded from."""
+
+
+def check_codes_source(table: CodeTable, codes_path: str | Path, data_file: str | Path, split: str) -> bool:
+    """Refuse ``table`` (read from ``codes_path``) for the ``split`` file ``data_file`` unless it was
+    encoded from that file's content.
+
+    The recorded content digest decides when there is one (a split recorded under another name is
+    fine for the same content: the codes are the same); else a recorded split must be ``split``.
+    Raises :class:`CodesSourceError` naming both files on a mismatch. Returns False when the table
+    records neither (written by hand or by an older version), so the caller can decide what to do.
+    """
+    where = f"{codes_path} (encoded from {table.data_file or 'an unrecorded data file'}" + (
+        f", split '{table.split}')" if table.split else ")"
+    )
+    if table.data_sha256 is not None:
+        if table.data_sha256 != file_digest(data_file):
+            raise CodesSourceError(
+                f"{where} holds the codes of another data file than the {split} file {data_file}; "
+                f"encode {data_file} (lm-latent codebook encode --data {data_file} --split {split} ...) "
+                "and give that codes file for this split"
+            )
+        return True
+    if table.split is not None:
+        if table.split != split:
+            raise CodesSourceError(
+                f"{where} holds {table.split} codes, not codes of the {split} file {data_file}; "
+                "give the codes file encoded from it for this split"
+            )
+        return True
+    return False

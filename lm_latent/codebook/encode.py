@@ -7,6 +7,8 @@
 The cache file is named by a digest of everything the codes depend on: the checkpoint (its content
 hash, or size + mtime + path for very large files), the data file's content, every tokenizer file,
 the dataset reader, L, K and the context mode. A changed input therefore never reuses a stale table.
+The table records the data file and its digest, and the ``split`` it is for when given, so stage 2
+can refuse it for another file (see :func:`lm_latent.codebook.codes_file.check_codes_source`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-from lm_latent.codebook.codes_file import CodeTable, load_codes, save_codes
+from lm_latent.codebook.codes_file import SPLITS, CodeTable, load_codes, save_codes
 from lm_latent.digests import file_digest
 from lm_latent.codebook.datamodule import pad_batch
 from lm_latent.codebook.module import CodebookAutoencoder
@@ -112,10 +114,16 @@ def encode_dataset(
     cache_dir: str | Path,
     batch_size: int = 4096,
     device: str = "cpu",
+    split: str | None = None,
 ) -> CodeTable:
     """Codes for every example of ``data_file`` (read with the ``dataset`` reader), cached under
-    ``cache_dir``: a second call with the same inputs reads the cache; any changed input re-encodes."""
+    ``cache_dir``: a second call with the same inputs reads the cache; any changed input re-encodes.
+    ``split`` (``train``, ``val`` or ``test``) is recorded in the returned table's provenance; it is
+    a label of the use, not an input of the codes, so it does not key the cache."""
     from lm_latent.data.readers import read_examples
+
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
 
     for what, p in (("checkpoint", checkpoint), ("data file", data_file)):
         if not Path(p).is_file():
@@ -144,7 +152,7 @@ def encode_dataset(
         table = load_codes(path)
         if table.provenance.get("cache_key") == key:
             log.info("latent codes: reusing %s", path)
-            return table
+            return _for_split(table, split)
     examples = read_examples(dataset, data_file)
     codes = encode_examples(model, tokenizer, examples, batch_size=batch_size)
     table = CodeTable(
@@ -155,5 +163,12 @@ def encode_dataset(
     )
     save_codes(path, table)
     log.info("latent codes: %d examples, %d chunks -> %s", len(codes), sum(map(len, codes.values())), path)
-    return table
+    return _for_split(table, split)
+
+
+def _for_split(table: CodeTable, split: str | None) -> CodeTable:
+    provenance = {k: v for k, v in table.provenance.items() if k != "split"}
+    if split is not None:
+        provenance["split"] = split
+    return CodeTable(table.num_codes, table.chunk_size, table.codes, provenance)
 

@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
 
-from lm_latent.codebook.codes_file import CodeTable, load_codes
+from lm_latent.codebook.codes_file import CodesSourceError, CodeTable, check_codes_source, load_codes
 from lm_latent.data.tokenization import TokenizedExample, load_tokenizer, tokenize_examples
 from lm_latent.finetune.batching import LengthBucketBatchSampler, MixedCollator, pad_share
 from lm_latent.mixing.sequences import build_sequence, sequence_length
@@ -143,8 +143,11 @@ class MixedTokenDataModule(pl.LightningDataModule):
         dataset: reader name for :func:`lm_latent.data.readers.read_examples` ("prosqa", "gsm8k", "canonical", ...).
         train_file / val_file / test_file: data files (val and test optional; ``test`` falls back to val).
         tokenizer_dir: the base tokenizer (the one stage 1 chunked the CoTs with).
-        codes_file / val_codes_file / test_codes_file: stage-1 code tables, keyed by example id (the val
-            and test ones default to ``codes_file``). Not needed by the ``cot``/``sol_only`` baselines.
+        codes_file / val_codes_file / test_codes_file: stage-1 code tables, keyed by example id. Each must
+            have been encoded from its split's data file (checked against the digest the table records;
+            a table without one is used with a warning). The val and test ones default to
+            ``codes_file`` only where that was encoded from the same content; otherwise that is an error.
+            Not needed by the ``cot``/``sol_only`` baselines.
         strategy: one of ``lm_latent.mixing.strategies.STRATEGIES``; ``m_values``, ``epochs_per_stage``,
             ``chunks_per_stage`` and ``poisson_rate`` are its options.
         seed: seeds the k draws (with the epoch and the example id) and the shuffling.
@@ -248,6 +251,30 @@ class MixedTokenDataModule(pl.LightningDataModule):
             )
         return own, table
 
+    def _check_codes_source(self, split: str, table: CodeTable, codes_path: str, data_file: str) -> None:
+        """The code table must have been encoded from ``data_file``: ids repeat across splits, so another
+        file's table would hand example i the codes of that file's example i."""
+        own_key = {"train": "codes_file", "val": "val_codes_file", "test": "test_codes_file"}[split]
+        fallback = split != "train" and not self.hparams[own_key]
+        try:
+            verified = check_codes_source(table, codes_path, data_file, split)
+        except CodesSourceError as err:
+            if fallback:
+                raise CodesSourceError(f"data.{own_key} is not set, so the {split} split would use data.codes_file; {err}") from None
+            raise
+        if verified:
+            return
+        if fallback:
+            raise CodesSourceError(
+                f"data.{own_key} is not set and data.codes_file {codes_path} does not record the data file it "
+                f"was encoded from, so it cannot be used for the {split} file {data_file} (codes are looked up by "
+                f"example id, and ids repeat across splits); give data.{own_key}"
+            )
+        log.warning(
+            "%s does not record the data file it was encoded from (written by hand or by an older lm-latent); "
+            "cannot check that it belongs to the %s file %s", codes_path, split, data_file,
+        )
+
     def build_dataset(self, split: str, data_file: str) -> MixedTokenDataset:
         """Read, tokenize and check one split (codes present and consistent with the chunking)."""
         from lm_latent.data.readers import read_examples
@@ -263,6 +290,7 @@ class MixedTokenDataModule(pl.LightningDataModule):
             )
         codes_path, table = self._codes_for(split)
         if self.strategy.needs_codes:
+            self._check_codes_source(split, table, codes_path, data_file)
             self._check_codes(tokenized, table, codes_path, data_file)
         fixed = None if (split == "train" or self.strategy.depends_on_epoch_only) else 0
         return MixedTokenDataset(

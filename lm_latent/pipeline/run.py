@@ -171,7 +171,8 @@ class Pipeline:
             out = st.dir / f"{split}.json"
             _cli(
                 "codebook", "encode", "--checkpoint", cb["checkpoint"], "--dataset", data["dataset"],
-                "--data", data["files"][split], "--tokenizer", tok["dir"], "--cache-dir", st.dir / "cache", "--out", out,
+                "--data", data["files"][split], "--split", split, "--tokenizer", tok["dir"], "--cache-dir", st.dir / "cache",
+                "--out", out,
             )
             files[split] = str(out)
         return st.finish({"files": files, "digests": {k: file_digest(v) for k, v in files.items()}})
