@@ -149,3 +149,31 @@ def test_previous_text_ablation_fits_and_encodes(tmp_path, tiny_tokenizer):
     assert model.net.quantizer.initialized and trainer.callback_metrics["val/token_acc"] >= 0
     codes = encode_examples(model.eval(), load_tokenizer(tiny_tokenizer), read_examples("prosqa", data))
     assert all(len(c) > 0 for c in codes.values())
+
+
+def test_token_conditioned_decoder_reads_every_prompt_token():
+    """prompt_conditioning="tokens": the decoder cross-attends to the prompt's token states, so a
+    change to one prompt token reaches the chunk's logits through attention (not only through the
+    pooled vector), and greedy decoding runs on the same inputs as training."""
+    sizes = NetworkSizes(vocab_size=50, chunk_size=8, d_model=32, n_heads=2, encoder_layers=1, prompt_layers=1,
+                         decoder_layers=1, prompt_conditioning="tokens")
+    torch.manual_seed(0)
+    net = ChunkAutoencoder(sizes, QuantizerOptions(codebook_size=16, code_dim=8, kmeans_init=False)).eval()
+    batch = _batch()
+    out = net(**batch)
+    assert out.logits.shape == (6, 8, 50)
+    changed = dict(batch, prompt_ids=batch["prompt_ids"].clone())
+    changed["prompt_ids"][0, 3] = (changed["prompt_ids"][0, 3] + 1) % 50
+    again = net(**changed, codes=out.codes)
+    assert not torch.allclose(again.logits[0], out.logits[0])  # the changed example moved
+    assert torch.allclose(again.logits[1:], out.logits[1:], atol=1e-6)  # the others did not
+    greedy = net.reconstruct_greedy(batch["prompt_ids"], batch["prompt_mask"], batch["chunk_pos"], out.codes)
+    assert greedy.shape == (6, 8)
+    # Per-example prompts shared by chunks give the same decoder inputs as one prompt row per chunk.
+    shared = net(**dict(batch, prompt_ids=batch["prompt_ids"][:2], prompt_mask=batch["prompt_mask"][:2],
+                        chunk_example=torch.tensor([0, 1, 0, 1, 0, 1])), codes=out.codes)
+    rows = torch.tensor([0, 1, 0, 1, 0, 1])
+    direct = net(**dict(batch, prompt_ids=batch["prompt_ids"][rows], prompt_mask=batch["prompt_mask"][rows]), codes=out.codes)
+    assert torch.allclose(shared.logits, direct.logits, atol=1e-5)
+    with pytest.raises(ValueError, match="prompt_conditioning"):
+        NetworkSizes(vocab_size=50, prompt_conditioning="cross")

@@ -64,13 +64,13 @@ def decode_batch(
 def _decode_chunks(model, prompts, codes, positions, contexts, device) -> list[list[int]]:
     net, pad = model.net, int(model.hparams.pad_id)
     p_ids, p_mask = pad_batch(prompts, pad)
-    prompt_vec = net.prompt_encoder(p_ids.to(device), p_mask.to(device))
+    prompt = net.encode_prompt(p_ids.to(device), p_mask.to(device))
     context_vec = None
     if contexts is not None:
         c_ids, c_mask = pad_batch(contexts, pad)
         context_vec = net.context_encoder(c_ids.to(device), c_mask.to(device))
     return net.generate(
-        prompt_vec,
+        prompt,
         torch.tensor(codes, dtype=torch.long, device=device),
         torch.tensor(positions, dtype=torch.long, device=device),
         int(model.hparams.eos_id),

@@ -102,6 +102,9 @@ class CodebookAutoencoder(L.LightningModule):
         dropout: dropout in every transformer layer.
         pooling: how f_enc and g pool token states to one vector ("mean" or "max").
         context: "chunk" (default) or "previous_text"; see :class:`~lm_latent.codebook.networks.ChunkAutoencoder`.
+        prompt_conditioning: "vector" (the paper's one prompt vector g(P), default) or "tokens" (the
+            decoder also cross-attends to the prompt's token states, so it can copy names from the
+            question; what closed-vocabulary tasks need for exact reconstruction).
         max_prompt_tokens, max_context_tokens, max_chunks: sizes of the position tables
             (chunk positions past ``max_chunks`` share the last entry).
         ema_decay, commitment_weight, kmeans_init, dead_code_threshold: the quantizer's options
@@ -125,6 +128,7 @@ class CodebookAutoencoder(L.LightningModule):
         dropout: float = 0.0,
         pooling: Literal["mean", "max"] = "mean",
         context: Literal["chunk", "previous_text"] = "chunk",
+        prompt_conditioning: Literal["vector", "tokens"] = "vector",
         max_prompt_tokens: int = 512,
         max_context_tokens: int = 256,
         max_chunks: int = 64,
@@ -160,6 +164,7 @@ class CodebookAutoencoder(L.LightningModule):
             dropout=dropout,
             pooling=pooling,
             context=context,
+            prompt_conditioning=prompt_conditioning,
             max_prompt_tokens=max_prompt_tokens,
             max_context_tokens=max_context_tokens,
             max_chunks=max_chunks,

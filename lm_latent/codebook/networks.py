@@ -24,6 +24,7 @@ from lm_latent.codebook.quantizer import Quantizer, QuantizerOptions
 
 Context = Literal["chunk", "previous_text"]
 Pooling = Literal["mean", "max"]
+PromptConditioning = Literal["vector", "tokens"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class NetworkSizes:
     dropout: float = 0.0
     pooling: Pooling = "mean"
     context: Context = "chunk"
+    prompt_conditioning: PromptConditioning = "vector"
     max_prompt_tokens: int = 512
     max_context_tokens: int = 256
     max_chunks: int = 64
@@ -49,6 +51,8 @@ class NetworkSizes:
             raise ValueError(f"pooling must be 'mean' or 'max', got {self.pooling!r}")
         if self.context not in ("chunk", "previous_text"):
             raise ValueError(f"context must be 'chunk' or 'previous_text', got {self.context!r}")
+        if self.prompt_conditioning not in ("vector", "tokens"):
+            raise ValueError(f"prompt_conditioning must be 'vector' or 'tokens', got {self.prompt_conditioning!r}")
         for name in ("vocab_size", "chunk_size", "max_prompt_tokens", "max_context_tokens", "max_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -59,6 +63,20 @@ def _stack(d: int, heads: int, layers: int, dropout: float) -> nn.TransformerEnc
         d, heads, dim_feedforward=4 * d, dropout=dropout, activation="gelu", batch_first=True, norm_first=True
     )
     return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
+
+
+class Prompt(NamedTuple):
+    """The prompt as the decoder sees it: g(P), one vector, and with ``prompt_conditioning="tokens"``
+    also the encoder's per-token states (``states [B, 1+T, D]``, ``keep [B, 1+T]`` True = real)."""
+
+    vec: Tensor
+    states: Tensor | None = None
+    keep: Tensor | None = None
+
+    def select(self, rows: Tensor) -> "Prompt":
+        """The prompt of each chunk, from one row per example."""
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return Prompt(self.vec[rows], pick(self.states), pick(self.keep))
 
 
 def _causal_mask(n: int, device: torch.device) -> Tensor:
@@ -115,13 +133,17 @@ class SequenceSummary(nn.Module):
         self.pos = nn.Embedding(max_tokens + 1, s.d_model)
         self.body = _stack(s.d_model, s.n_heads, layers, s.dropout)
 
-    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+    def states(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-position states ``[B, 1+T, D]`` (the start vector first) and which are real."""
         if ids.shape[1] > self.max_tokens:
             raise ValueError(f"sequence of {ids.shape[1]} tokens exceeds max {self.max_tokens}; truncate first")
         x = torch.cat([self.start.expand(ids.shape[0], -1, -1), self.embed(ids)], dim=1)
         x = x + self.pos.weight[: x.shape[1]]
         keep = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-        h = self.body(x, src_key_padding_mask=~keep)
+        return self.body(x, src_key_padding_mask=~keep), keep
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        h, keep = self.states(ids, mask)
         return _pool(h, keep, self.pooling)
 
 
@@ -130,6 +152,8 @@ class ChunkDecoder(nn.Module):
 
     The prefix is ``[g(P) + chunk-position, (context), z_q]``; the output at the last prefix position
     predicts tok_1, and so on: L predictions. Its LM head is tied to its input embedding.
+    With ``prompt_conditioning="tokens"`` every layer also cross-attends to the prompt's token states,
+    so names can be copied from the question instead of squeezed through one vector.
     """
 
     def __init__(self, s: NetworkSizes, num_prefix: int) -> None:
@@ -138,15 +162,29 @@ class ChunkDecoder(nn.Module):
         self.num_prefix = num_prefix
         self.embed = nn.Embedding(s.vocab_size, s.d_model)
         self.pos = nn.Embedding(num_prefix + s.chunk_size, s.d_model)
-        self.body = _stack(s.d_model, s.n_heads, s.decoder_layers, s.dropout)
+        self.cross = s.prompt_conditioning == "tokens"
+        if self.cross:
+            layer = nn.TransformerDecoderLayer(
+                s.d_model, s.n_heads, dim_feedforward=4 * s.d_model, dropout=s.dropout, activation="gelu",
+                batch_first=True, norm_first=True,
+            )
+            self.body = nn.TransformerDecoder(layer, s.decoder_layers, norm=nn.LayerNorm(s.d_model))
+        else:
+            self.body = _stack(s.d_model, s.n_heads, s.decoder_layers, s.dropout)
         self.head = nn.Linear(s.d_model, s.vocab_size, bias=False)
         self.head.weight = self.embed.weight
 
-    def forward(self, prefix: Tensor, input_ids: Tensor) -> Tensor:
+    def forward(self, prefix: Tensor, input_ids: Tensor, prompt: Prompt | None = None) -> Tensor:
         """``prefix [B, P, D]``, ``input_ids [B, T]`` (T <= L-1) -> logits ``[B, T+1, V]``."""
         x = torch.cat([prefix, self.embed(input_ids)], dim=1)
         x = x + self.pos.weight[: x.shape[1]]
-        h = self.body(x, mask=_causal_mask(x.shape[1], x.device))
+        causal = _causal_mask(x.shape[1], x.device)
+        if self.cross:
+            if prompt is None or prompt.states is None:
+                raise ValueError("prompt_conditioning='tokens' needs the prompt's token states")
+            h = self.body(x, prompt.states, tgt_mask=causal, memory_key_padding_mask=~prompt.keep)
+        else:
+            h = self.body(x, mask=causal)
         return self.head(h[:, self.num_prefix - 1 :])
 
 
@@ -200,6 +238,13 @@ class ChunkAutoencoder(nn.Module):
         """Chunks -> pre-quantization vectors ``[B, D]``."""
         return self.chunk_encoder(chunk_ids, chunk_mask, self._context(context_ids, context_mask))
 
+    def encode_prompt(self, prompt_ids: Tensor, prompt_mask: Tensor) -> Prompt:
+        """g(P), plus the per-token states when the decoder attends to the prompt."""
+        if self.sizes.prompt_conditioning == "tokens":
+            states, keep = self.prompt_encoder.states(prompt_ids, prompt_mask)
+            return Prompt(_pool(states, keep, self.sizes.pooling), states, keep)
+        return Prompt(self.prompt_encoder(prompt_ids, prompt_mask))
+
     def prefix(
         self,
         prompt_vec: Tensor,
@@ -235,11 +280,11 @@ class ChunkAutoencoder(nn.Module):
             z, codes, commit = q.quantized, q.codes, q.commit_loss
         else:
             z, commit = self.quantizer.lookup(codes), chunk_ids.new_zeros((), dtype=torch.float)
-        prompt_vec = self.prompt_encoder(prompt_ids, prompt_mask)
+        prompt = self.encode_prompt(prompt_ids, prompt_mask)
         if chunk_example is not None:
-            prompt_vec = prompt_vec[chunk_example]
-        prefix = self.prefix(prompt_vec, z, chunk_pos, ctx)
-        logits = self.decoder(prefix, chunk_ids[:, :-1])
+            prompt = prompt.select(chunk_example)
+        prefix = self.prefix(prompt.vec, z, chunk_pos, ctx)
+        logits = self.decoder(prefix, chunk_ids[:, :-1], prompt)
         return AutoencoderOutput(logits, codes, commit)
 
     @torch.no_grad()
@@ -256,30 +301,30 @@ class ChunkAutoencoder(nn.Module):
         """:meth:`greedy_ids` for chunks given as :meth:`forward` takes them (prompt rows per example
         with ``chunk_example``). With ``context="previous_text"`` the context is the *true* earlier
         text, as in training; :func:`~lm_latent.codebook.decode.decode_batch` feeds decoded text instead."""
-        prompt_vec = self.prompt_encoder(prompt_ids, prompt_mask)
+        prompt = self.encode_prompt(prompt_ids, prompt_mask)
         if chunk_example is not None:
-            prompt_vec = prompt_vec[chunk_example]
-        return self.greedy_ids(prompt_vec, codes, chunk_pos, self._context(context_ids, context_mask))
+            prompt = prompt.select(chunk_example)
+        return self.greedy_ids(prompt, codes, chunk_pos, self._context(context_ids, context_mask))
 
     @torch.no_grad()
-    def greedy_ids(self, prompt_vec: Tensor, codes: Tensor, chunk_pos: Tensor, context_vec: Tensor | None = None) -> Tensor:
+    def greedy_ids(self, prompt: Prompt, codes: Tensor, chunk_pos: Tensor, context_vec: Tensor | None = None) -> Tensor:
         """Greedy L-step decoding from the code alone (no true prefix): token ids ``[N, L]``.
 
         Every row runs all L steps; what follows a row's EOS is whatever the decoder emits and is
         for the caller to cut (:meth:`generate`) or ignore (the greedy metrics count no position
         after the target's EOS)."""
-        prefix = self.prefix(prompt_vec, self.quantizer.lookup(codes), chunk_pos, context_vec)
+        prefix = self.prefix(prompt.vec, self.quantizer.lookup(codes), chunk_pos, context_vec)
         ids = codes.new_zeros((codes.shape[0], 0))
         for _ in range(self.sizes.chunk_size):
             # No KV cache: the sequence is at most L + 3 positions long.
-            nxt = self.decoder(prefix, ids)[:, -1].argmax(-1)
+            nxt = self.decoder(prefix, ids, prompt)[:, -1].argmax(-1)
             ids = torch.cat([ids, nxt.unsqueeze(1)], dim=1)
         return ids
 
     @torch.no_grad()
-    def generate(self, prompt_vec: Tensor, codes: Tensor, chunk_pos: Tensor, eos_id: int, context_vec: Tensor | None = None) -> list[list[int]]:
+    def generate(self, prompt: Prompt, codes: Tensor, chunk_pos: Tensor, eos_id: int, context_vec: Tensor | None = None) -> list[list[int]]:
         """Greedy L-step decoding of a batch of chunks; each stops at EOS (a partial last chunk)."""
-        ids = self.greedy_ids(prompt_vec, codes, chunk_pos, context_vec)
+        ids = self.greedy_ids(prompt, codes, chunk_pos, context_vec)
         out = []
         for row in ids.tolist():
             out.append(row[: row.index(eos_id)] if eos_id in row else row)
