@@ -309,7 +309,23 @@ def test_prontoqa_harder_and_easier_variants_move_the_statistics() -> None:
         assert all(len(signs) == 1 for signs in have.values())
 
 
+def test_prontoqa_every_template_changes_only_the_wording() -> None:
+    """templates="every": every rule reads "Every X is ...", steps still quote their rules verbatim,
+    and everything else (names, chain, answer) is what the official mix draws for the same seed."""
+    official = prontoqa.generate(100, 5, ProntoQAOptions(hops=2, branches=0))
+    every = prontoqa.generate(100, 5, ProntoQAOptions(hops=2, branches=0, templates="every"))
+    for a, b in zip(official, every):
+        entity = b["steps"][0].split()[0]
+        rules = [s.strip() + "." for s in b["question"].split(".")[:-2] if s.strip() and not s.strip().startswith(entity)]
+        assert rules and all(r.startswith("Every ") for r in rules), rules
+        assert all(step.split(". ", 1)[-1] in b["question"] for step in b["steps"][:-1])
+        assert (a["answer"], a["chain_concepts"], a["steps"][-1]) == (b["answer"], b["chain_concepts"], b["steps"][-1])
+    assert any("Each " in r["question"] or "es are " in r["question"] for r in official)
+
+
 def test_prontoqa_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="templates"):
+        ProntoQAOptions(templates="each")
     with pytest.raises(ValueError, match="hops"):
         ProntoQAOptions(hops=0)
     with pytest.raises(ValueError, match="true_prob"):

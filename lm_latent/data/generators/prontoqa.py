@@ -72,6 +72,10 @@ class ProntoQAOptions:
     """Chance a decoy or non-final chain property is negated (the final one is negated half the time)."""
     true_prob: float = 0.5
     """Chance the answer is "True"."""
+    templates: str = "official"
+    """Rule wording: "official" mixes "Xs are Ys." / "Every X is a Y." / "Each X is a Y." (1/2, 1/4, 1/4),
+    as the staged files do; "every" writes every rule as "Every X is ...", so a step quotes a rule
+    that starts with a fixed word and copying it needs no look-back past its subject."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -79,6 +83,8 @@ class ProntoQAOptions:
             problems.append(f"hops must be >= 1, got {self.hops}")
         if self.branches < 0:
             problems.append(f"branches must be >= 0, got {self.branches}")
+        if self.templates not in TEMPLATES:
+            problems.append(f"templates must be one of {TEMPLATES}, got {self.templates!r}")
         for name in ("negation_prob", "true_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be in [0, 1]")
@@ -97,10 +103,16 @@ def _plural(concept: str) -> str:
     return concept + "es"  # every concept ends in "-us": "tumpus" -> "tumpuses"
 
 
-def _rule(rng: random.Random, subject: str, obj: str, *, concept: bool, negated: bool = False) -> tuple[str, bool]:
+TEMPLATES = ("official", "every")
+
+
+def _rule(rng: random.Random, subject: str, obj: str, *, concept: bool, negated: bool = False,
+          templates: str = "official") -> tuple[str, bool]:
     """One rule in a random template, and whether it is the singular "Every/Each X is ..." form."""
     not_ = "not " if negated else ""
-    form = rng.random()
+    form = rng.random()  # drawn for every template set, so the other random choices stay aligned
+    if templates == "every":
+        form = 0.5
     if form < 0.5:
         obj_text = _plural(obj) if concept else obj
         return f"{_plural(subject).capitalize()} are {not_}{obj_text}.", False
@@ -143,7 +155,7 @@ def _example(rng: random.Random, opts: ProntoQAOptions) -> dict[str, Any]:
     step_rule: dict[str, str] = {}  # chain concept -> the rule its step quotes
 
     def add(subject: str, obj: str, *, concept: bool, negated: bool = False) -> str:
-        text, singular = _rule(rng, subject, obj, concept=concept, negated=negated)
+        text, singular = _rule(rng, subject, obj, concept=concept, negated=negated, templates=opts.templates)
         rules.append(text)
         if concept:
             isa.append((subject, obj, text, singular))
