@@ -326,6 +326,8 @@ def test_prontoqa_every_template_changes_only_the_wording() -> None:
 def test_prontoqa_options_are_checked() -> None:
     with pytest.raises(ValueError, match="templates"):
         ProntoQAOptions(templates="each")
+    with pytest.raises(ValueError, match="contradicting_hops"):
+        ProntoQAOptions(contradicting_hops=0)
     with pytest.raises(ValueError, match="hops"):
         ProntoQAOptions(hops=0)
     with pytest.raises(ValueError, match="true_prob"):

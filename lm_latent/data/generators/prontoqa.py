@@ -68,6 +68,11 @@ class ProntoQAOptions:
     """Also make the entity a member of a second, off-chain concept ("Alex is a jompus.")."""
     contradicting_distractor: bool = True
     """Give an unrelated concept the queried property with the opposite sign ("Every lorpus is not happy.")."""
+    contradicting_hops: int = 1
+    """With the contradicting distractor: its concept ends a chain of this many is-a linked concepts,
+    each earlier one with a property of its own (1: the official single concept). Longer chains mean
+    every step of the real chain has a look-alike rule, so a step can only be copied by matching its
+    subject; with 1, a model can copy the final rule by its property and guess its sign."""
     negation_prob: float = 0.29
     """Chance a decoy or non-final chain property is negated (the final one is negated half the time)."""
     true_prob: float = 0.5
@@ -81,6 +86,8 @@ class ProntoQAOptions:
         problems = []
         if self.hops < 1:
             problems.append(f"hops must be >= 1, got {self.hops}")
+        if self.contradicting_hops < 1:
+            problems.append(f"contradicting_hops must be >= 1, got {self.contradicting_hops}")
         if self.branches < 0:
             problems.append(f"branches must be >= 0, got {self.branches}")
         if self.templates not in TEMPLATES:
@@ -135,15 +142,17 @@ def _properties(rng: random.Random, k: int) -> list[str]:
 def _example(rng: random.Random, opts: ProntoQAOptions) -> dict[str, Any]:
     h, b = opts.hops, opts.branches
     entity = rng.choice(ENTITY_NAMES)
-    n_concepts = h + h * b + (1 if b else 0) + 2 * int(opts.entity_distractor) + int(opts.contradicting_distractor)
+    k = opts.contradicting_hops if opts.contradicting_distractor else 0
+    n_concepts = h + h * b + (1 if b else 0) + 2 * int(opts.entity_distractor) + k
     names = iter(concept_names(rng, n_concepts, CONCEPT_NAMES))
     chain = [next(names) for _ in range(h)]
     sides = [[next(names) for _ in range(b)] for _ in range(h)]  # property-bearing decoy branches
     empty_side = next(names) if b else None  # the final concept's extra branch, with no property
     second = (next(names), next(names)) if opts.entity_distractor else None  # (concept, its is-a object)
-    other = next(names) if opts.contradicting_distractor else None
+    others = [next(names) for _ in range(k)]  # the contradicting chain; its last concept has ~query
+    other = others[-1] if others else None
 
-    holders = chain + [s for ss in sides for s in ss] + ([second[0]] if second else [])
+    holders = chain + [s for ss in sides for s in ss] + ([second[0]] if second else []) + others[:-1]
     values = dict(zip(holders, _properties(rng, len(holders))))
     query = values[chain[-1]]
     final_negated = rng.random() < 0.5
@@ -168,6 +177,8 @@ def _example(rng: random.Random, opts: ProntoQAOptions) -> dict[str, Any]:
             add(c, s, concept=True)
     if second is not None:
         add(*second, concept=True)
+    for x, y in zip(others, others[1:]):
+        add(x, y, concept=True)
     for c in holders:
         text = add(c, values[c], concept=False, negated=negated[c])
         if c == chain[-1]:
