@@ -10,24 +10,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> DictConfig:
     """Load ``path`` (following ``base: other.yaml`` chains, relative to the file) and apply
-    ``key.sub=value`` overrides. Overrides must name keys that exist (typos fail loudly), except
-    under ``trainer``/``model``/``data`` blocks, whose keys LightningCLI validates.
+    ``key.sub=value`` overrides. An override must name a key that exists or that the experiment
+    schema knows (:data:`lm_latent.pipeline.validate.SCHEMA`; typos fail loudly, with a suggestion);
+    keys under ``trainer``/``model``/``data`` blocks are checked later against the stage's LightningCLI.
+    The whole result is checked by :func:`lm_latent.pipeline.validate.validate_experiment`.
 
     An evaluation set given as ``null`` (``evaluation.sets.NAME: null``) removes a set the base defines:
     merging can add and change keys but not take them away."""
+    from lm_latent.pipeline.validate import schema_allows, suggest_key
+
     cfg = _load_with_bases(Path(path), seen=())
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"override '{item}' is not of the form key.sub=value")
         key, _ = item.split("=", 1)
-        if not _is_open(key) and OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
-            raise KeyError(f"override '{item}': no key '{key}' in {path}")
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        if not schema_allows(key) and OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+            raise KeyError(f"override '{item}': no key '{key}' in {path}{suggest_key(key)}")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        except yaml.YAMLError as e:  # e.g. a value starting with '@' or '%': quote it
+            raise ValueError(f"override '{item}': not a YAML value ({str(e).splitlines()[0]}); quote it") from None
     sets = OmegaConf.select(cfg, "evaluation.sets")
     if sets is not None:
         for name in [n for n, s in sets.items() if s is None]:
@@ -37,19 +45,6 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Dic
 
 _MISSING = object()
 
-# Sections whose keys are validated elsewhere (LightningCLI for stage blocks, the generator's options
-# dataclass) or that are user-named (evaluation sets), so an override may add keys there.
-_OPEN_PREFIXES = (
-    ("codebook", "trainer"), ("codebook", "model"), ("codebook", "data"), ("codebook", "checkpoint"),
-    ("mixed", "trainer"), ("mixed", "model"), ("mixed", "data"), ("mixed", "checkpoint"), ("mixed", "per_strategy"),
-    ("data", "generate", "options"), ("evaluation", "sets"),
-)
-
-
-def _is_open(key: str) -> bool:
-    parts = tuple(key.split("."))
-    return any(parts[: len(p)] == p and len(parts) > len(p) for p in _OPEN_PREFIXES)
-
 
 def _load_with_bases(path: Path, seen: tuple[Path, ...]) -> DictConfig:
     path = path.resolve()
@@ -57,7 +52,10 @@ def _load_with_bases(path: Path, seen: tuple[Path, ...]) -> DictConfig:
         raise FileNotFoundError(f"experiment file not found: {path}")
     if path in seen:
         raise ValueError(f"{path}: circular 'base:' chain")
-    cfg = OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(cfg, DictConfig):
         raise ValueError(f"{path}: an experiment file must be a YAML mapping")
     base = cfg.pop("base", None)

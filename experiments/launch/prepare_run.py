@@ -66,8 +66,10 @@ def prepare(
     """Run the single-process stages and write every strategy's stage-2 config; returns the plan rows."""
     from lm_latent.config import load_experiment
     from lm_latent.pipeline.run import Pipeline
+    from lm_latent.pipeline.validate import validate_experiment
 
     cfg = load_experiment(experiment, overrides)
+    validate_experiment(cfg)  # the whole file before any stage, as `lm-latent run` does
     p = Pipeline(cfg, out, force)
     data, tok, cb, codes = p.prepare()
     rows = []

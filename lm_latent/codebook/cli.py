@@ -33,6 +33,12 @@ def lightning_cli(argv: list[str], run: bool = True):
     """The LightningCLI of ``fit``/``validate`` (``run=False``: parse and instantiate only, no subcommand)."""
     from lm_latent.codebook.datamodule import CodebookDataModule
     from lm_latent.codebook.module import CodebookAutoencoder
+
+    return codebook_cli_class()(CodebookAutoencoder, CodebookDataModule, args=argv, run=run)
+
+
+def codebook_cli_class():
+    """The stage-1 LightningCLI class (its parser also checks experiment files: lm_latent.pipeline.validate)."""
     from lm_latent.lightning_cli import LatentCLI
 
     class CodebookCLI(LatentCLI):
@@ -47,7 +53,7 @@ def lightning_cli(argv: list[str], run: bool = True):
         def check_checkpoint_inputs(self, ckpt: dict, path) -> None:
             _check_resume_tokenizer(ckpt, path, self.datamodule.hparams.tokenizer_dir)
 
-    return CodebookCLI(CodebookAutoencoder, CodebookDataModule, args=argv, run=run)
+    return CodebookCLI
 
 
 def _check_resume_tokenizer(ckpt: dict, path, tokenizer_dir: str) -> None:

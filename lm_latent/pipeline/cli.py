@@ -20,9 +20,12 @@ def main(argv: list[str]) -> int:
 
     from lm_latent.config import load_experiment
     from lm_latent.pipeline.run import run_experiment
+    from lm_latent.pipeline.validate import validate_experiment
 
     try:
         cfg = load_experiment(args.experiment, args.overrides)
+        # The whole file before any stage: a typo must not surface after an hour of stage 1.
+        validate_experiment(cfg)
     except (KeyError, ValueError, FileNotFoundError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
