@@ -72,6 +72,29 @@ def test_fit_resumes_from_last_checkpoint_then_validate_test_and_export(files, t
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
 
 
+def test_cut_answers_and_foreign_codes_are_one_error_line(files, tmp_path, capsys):
+    import json
+
+    root = tmp_path / "run"
+    # max_length 40 cuts most of these examples: training on cut answers needs the user's consent.
+    assert main(["fit", *_args(files, root, "--data.max_length", "40", "--trainer.fast_dev_run", "true")]) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "train examples are longer than data.max_length=40" in err
+    assert "data.allow_answer_truncation: true" in err and "Traceback" not in err
+    assert main(["fit", *_args(files, root, "--data.max_length", "40", "--data.allow_answer_truncation", "true",
+                               "--trainer.fast_dev_run", "true")]) == 0
+    report = json.loads((root / "data_report.json").read_text())
+    assert report["max_length"] == 40
+    assert 0 < report["truncation"]["train"]["truncated"] <= report["truncation"]["train"]["examples"] == 48
+    assert report["truncation"]["val"]["examples"] == 16
+    # The training codes given for validation: refused, naming both files.
+    assert main(["fit", *_args(files, root, "--data.val_codes_file", files["train_codes"],
+                               "--trainer.fast_dev_run", "true")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {files['train_codes']}: encoded from {Path(files['train_file']).resolve()} (split 'train'), " \
+           f"not from the val file {files['val_file']}" in err
+
+
 def test_usage_errors(tmp_path, capsys):
     assert main([]) == 2
     assert main(["predict"]) == 2

@@ -42,8 +42,10 @@ def synthetic_example(i: int, split: str) -> Example:
 
 
 def write_stage2_inputs(out: Path, tokenizer_dir: Path, n_train: int = 96, n_val: int = 24) -> dict[str, str]:
-    """Canonical train/val files and code tables (random codes, one per chunk, as stage 1 writes)."""
+    """Canonical train/val files and code tables (random codes, one per chunk, and the provenance
+    stage 1 writes: the data file, its digest and the split)."""
     from lm_latent.data.readers import write_canonical
+    from lm_latent.digests import file_digest
 
     out.mkdir(parents=True, exist_ok=True)
     tok = load_tokenizer(tokenizer_dir)
@@ -54,7 +56,9 @@ def write_stage2_inputs(out: Path, tokenizer_dir: Path, n_train: int = 96, n_val
         tokenized, _ = tokenize_examples(tok, examples)
         rng = random.Random(split)
         codes = {t.id: [rng.randrange(K) for _ in t.chunks(L)] for t in tokenized}
-        save_codes(out / f"codes_{split}.json", CodeTable(K, L, codes))
+        data = out / f"{split}.jsonl"
+        provenance = {"data_file": str(data.resolve()), "data_sha256": file_digest(data), "split": split}
+        save_codes(out / f"codes_{split}.json", CodeTable(K, L, codes, provenance))
         files[f"{split}_file"] = str(out / f"{split}.jsonl")
         files[f"{split}_codes"] = str(out / f"codes_{split}.json")
     return files
@@ -324,10 +328,11 @@ def test_codes_files_must_come_from_their_split_data_file(same_id_splits, tmp_pa
     assert files["train_codes"] in msg and files["train_file"] in msg and files["val_file"] in msg
 
     # The training table given as the val table, and the val table as the training one.
-    with pytest.raises(CodesSourceError, match=r"codes_train\.json \(encoded from .*train\.jsonl, split 'train'\) "
-                                              r"holds the codes of another data file than the val file .*val\.jsonl"):
+    with pytest.raises(CodesSourceError, match=r"codes_train\.json: encoded from .*train\.jsonl \(split 'train'\), "
+                                              r"not from the val file .*val\.jsonl"):
         _setup(files, val_codes_file=files["train_codes"])
-    with pytest.raises(CodesSourceError, match=r"codes_val\.json .* than the train file .*train\.jsonl"):
+    with pytest.raises(CodesSourceError, match=r"codes_val\.json: encoded from .*val\.jsonl \(split 'val'\), "
+                                              r"not from the train file .*train\.jsonl"):
         _setup(files, codes_file=files["val_codes"])
     # A test file without its own table is refused the same way.
     with pytest.raises(CodesSourceError, match=r"data\.test_codes_file is not set"):
@@ -338,10 +343,57 @@ def test_codes_files_must_come_from_their_split_data_file(same_id_splits, tmp_pa
     # A table that records only its split is checked on the split.
     only_split = CodeTable(K, L, load_codes(files["train_codes"]).codes, {"split": "train"})
     save_codes(tmp_path / "only_split.json", only_split)
-    with pytest.raises(CodesSourceError, match="holds train codes, not codes of the val file"):
+    with pytest.raises(CodesSourceError, match=r"\(split 'train'\), not for the val split"):
         _setup(files, val_codes_file=str(tmp_path / "only_split.json"))
     # A table that records nothing cannot be checked: a warning for its own split, an error as a fallback.
     save_codes(tmp_path / "bare.json", CodeTable(K, L, load_codes(files["train_codes"]).codes))
     with pytest.raises(CodesSourceError, match="does not record the data file"):
         _setup(files, codes_file=str(tmp_path / "bare.json"), val_codes_file=None)
     _setup(files, codes_file=str(tmp_path / "bare.json"))
+
+
+def test_truncation_is_counted_and_a_cut_training_answer_stops_setup(stage2_files, tmp_path, caplog):
+    from lm_latent.data.errors import DataError
+
+    plain = {ex.id: len(ex.prompt_ids) + len(ex.cot_ids) + len(ex.answer_ids) for ex in _setup(stage2_files).train_set.examples}
+    limit = sorted(plain.values())[len(plain) // 2]
+    expected = sum(n > limit for n in plain.values())
+    assert 0 < expected < len(plain)
+    # latent_ar can draw k = 0 for every example: each one longer than max_length as plain CoT is cut in
+    # some epoch, and right truncation always cuts the answer (and EOS), which ends the sequence.
+    with pytest.raises(DataError, match=rf"train\.jsonl: {expected} of {len(plain)} train examples are longer than "
+                                        rf"data\.max_length={limit} in some draw .*allow_answer_truncation: true"):
+        _setup(stage2_files, max_length=limit)
+
+    with caplog.at_level("WARNING", logger="lm_latent.finetune.datamodule"):
+        dm = _setup(stage2_files, max_length=limit, allow_answer_truncation=True)
+    train, val = dm.truncation["train"], dm.truncation["val"]
+    assert (train["truncated"], train["examples"], train["max_length"]) == (expected, len(plain), limit)
+    assert train["longest"] == max(plain.values()) and train["file"] == stage2_files["train_file"]
+    assert set(train["first_ids"]) <= {i for i, n in plain.items() if n > limit}
+    # Validation draws once (epoch 0): counted on that draw.
+    val_lengths = [len(dm.val_set[(i, 0)]["input_ids"]) for i in range(len(dm.val_set))]
+    val_untruncated = [sequence_length_of(dm.val_set, i) for i in range(len(dm.val_set))]
+    assert val["truncated"] == sum(n > limit for n in val_untruncated) > 0
+    assert max(val_lengths) == limit
+    assert f"{expected} of {len(plain)} train examples are longer than data.max_length={limit}" in caplog.text
+    assert "(allowed by data.allow_answer_truncation)" in caplog.text
+    # What a cut looks like: the sequence loses its EOS.
+    eos = dm.tokenizer.eos_token_id
+    for i, ex in enumerate(dm.train_set.examples):
+        item = dm.train_set[(i, 0)]
+        assert (item["input_ids"][-1] == eos) == (sequence_length_of(dm.train_set, i, 0) <= limit)
+
+    report = json.loads(dm.write_data_report(tmp_path).read_text())
+    assert report == {"max_length": limit, "truncation": json.loads(json.dumps(dm.truncation))}
+    # No limit, nothing cut; a cut only on the strategy's own draws counts (sol_only has no CoT).
+    assert _setup(stage2_files).truncation["train"]["truncated"] == 0
+    sol_only = _setup(stage2_files, strategy="sol_only", max_length=limit).truncation["train"]
+    assert sol_only["truncated"] == 0
+
+
+def sequence_length_of(dataset, index: int, epoch: int | None = None) -> int:
+    from lm_latent.mixing.sequences import sequence_length
+
+    r = dataset.replacement(index, epoch)
+    return sequence_length(dataset.examples[index], r.chunks, dataset.chunk_size, r.include_cot)

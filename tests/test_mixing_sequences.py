@@ -104,3 +104,36 @@ def test_bad_requests_name_the_example():
         build_sequence(EX, CODES, (1, 0), VOCAB, L)
     with pytest.raises(ValueError, match="no latent vocabulary"):
         build_sequence(EX, CODES, 1, None, L)
+
+
+STRATEGY_CASES = [
+    ("latent_ar", {}), ("latent_ar", {"m_values": (0, 8, 12)}), ("latent_ar", {"m_values": (8, 20)}),
+    ("all_replace", {}), ("curriculum", {"chunks_per_stage": 2}), ("poisson", {}), ("poisson", {"poisson_rate": 9.0}),
+    ("cot", {}), ("sol_only", {}),
+]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 4])
+@pytest.mark.parametrize("name, options", STRATEGY_CASES, ids=[f"{n}{o}" for n, o in STRATEGY_CASES])
+def test_longest_sequence_length_is_the_longest_draw(name, options, chunk_size):
+    """What max_length is checked against: the longest sequence any draw of the strategy builds, in
+    any epoch (with L <= 2 a latent chunk plus its delimiters can be longer than its text)."""
+    from itertools import combinations
+
+    from lm_latent.mixing.strategies import MixingStrategy, choose
+    from lm_latent.mixing.sequences import longest_sequence_length
+
+    strategy = MixingStrategy(name, **options)
+    n_full = EX.num_full_chunks(chunk_size)
+    draws = [choose(strategy, f"id{i}", n_full, chunk_size, 0, epoch) for i in range(200) for epoch in range(12)]
+    possible = strategy.possible_ks(n_full, chunk_size)
+    assert {r.k for r in draws} <= set(possible)
+    longest = longest_sequence_length(EX, strategy, chunk_size)
+    # The longest layout of every possible count (any positions for poisson).
+    layouts = [c for k in possible for c in (combinations(range(n_full), k) if strategy.scatters else [tuple(range(k))])]
+    assert longest == max(sequence_length(EX, c, chunk_size, strategy.includes_cot) for c in layouts)
+    drawn = max(sequence_length(EX, r.chunks, chunk_size, r.include_cot) for r in draws)
+    if strategy.scatters:  # the longest layouts (alternating chunks, or k = 0 at rate 9) are rare draws
+        assert drawn <= longest
+    else:
+        assert drawn == longest

@@ -117,6 +117,8 @@ def test_results_json_follows_the_schema(tiny_run: TinyRun):
     assert cb["greedy_exact_chunk_accuracy"] == pytest.approx(logged["val/greedy_exact"][-1][1])
     assert cb["greedy_token_accuracy_random_codes"] == pytest.approx(logged["val/greedy_token_acc_random"][-1][1])
 
+    # How max_length (512 here) cut each fine-tune's training and validation data: not at all.
+    assert results["truncated_examples"] == {s: {"train": 0, "val": 0} for s in STRATEGIES}
     assert set(results["runs"]) == set(STRATEGIES)
     for strategy in STRATEGIES:
         assert set(results["runs"][strategy]) == set(EVAL_SETS)
@@ -195,6 +197,11 @@ def test_resolved_configs_are_saved(tiny_run: TinyRun):
     assert saved["mixed"]["strategies"] == list(STRATEGIES) and saved["mixed"]["model"]["lm"]["hidden_size"] == 64
 
     data = read_json(tiny_run.dir / "data" / "stage.json")["outputs"]
+    from lm_latent.codebook.codes_file import load_codes
+
+    for split in ("train", "val"):  # each codes file records the split and the data it was encoded from
+        table = load_codes(tiny_run.dir / "codes" / f"{split}.json")
+        assert (table.split, table.data_sha256, table.data_file) == (split, data["digests"][split], data["files"][split])
     codebook = yaml.safe_load((tiny_run.dir / "codebook" / "config.yaml").read_text())
     assert codebook["trainer"]["max_steps"] == 20
     assert codebook["checkpoint"]["every_n_train_steps"] == 10
@@ -204,6 +211,9 @@ def test_resolved_configs_are_saved(tiny_run: TinyRun):
         assert mixed["data"]["strategy"] == strategy
         assert mixed["model"]["lm"]["num_hidden_layers"] == 2 and mixed["trainer"]["max_epochs"] == 1
         assert mixed["data"]["codes_file"] == str(tiny_run.dir / "codes" / "train.json")
+        report = read_json(tiny_run.dir / "mixed" / strategy / "stage.json")["outputs"]["data_report"]
+        assert report["max_length"] == 512 and report["truncation"]["train"]["examples"] == TRAIN_EXAMPLES
+        assert report["truncation"]["train"]["truncated"] == 0 and report["truncation"]["train"]["longest"] <= 512
         # One epoch over 200 examples at a global batch of 32.
         assert _step_of(tiny_run.dir / "mixed" / strategy / "checkpoints" / "last.ckpt") == STEPS_PER_EPOCH
         evaluation = yaml.safe_load((tiny_run.dir / "eval" / strategy / "config.yaml").read_text())

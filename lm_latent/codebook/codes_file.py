@@ -18,9 +18,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lm_latent.data.errors import DataError
 from lm_latent.digests import file_digest
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+# Where stage 2 takes each split's codes file from (MixedTokenDataModule).
+_CONFIG_KEY = {"train": "data.codes_file", "val": "data.val_codes_file", "test": "data.test_codes_file"}
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,12 @@ def load_codes(path: str | Path) -> CodeTable:
     return CodeTable(K, int(payload["chunk_size"]), payload["codes"], payload.get("provenance", {}))
 
 
-class CodesSourceError(ValueError):
-    """A code table used with a data file it was not encoded from."""
+class CodesSourceError(DataError):
+    """A code table used with a data file it was not encoded from (``path`` is the codes file)."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.detail = message
+        super().__init__(path, message)
 
 
 def check_codes_source(table: CodeTable, codes_path: str | Path, data_file: str | Path, split: str) -> bool:
@@ -100,22 +107,23 @@ def check_codes_source(table: CodeTable, codes_path: str | Path, data_file: str 
     Raises :class:`CodesSourceError` naming both files on a mismatch. Returns False when the table
     records neither (written by hand or by an older version), so the caller can decide what to do.
     """
-    where = f"{codes_path} (encoded from {table.data_file or 'an unrecorded data file'}" + (
-        f", split '{table.split}')" if table.split else ")"
+    source = f"encoded from {table.data_file or 'an unrecorded data file'}" + (
+        f" (split '{table.split}')" if table.split else ""
     )
     if table.data_sha256 is not None:
         if table.data_sha256 != file_digest(data_file):
             raise CodesSourceError(
-                f"{where} holds the codes of another data file than the {split} file {data_file}; "
-                f"encode {data_file} (lm-latent codebook encode --data {data_file} --split {split} ...) "
-                "and give that codes file for this split"
+                codes_path,
+                f"{source}, not from the {split} file {data_file} (its content differs); encode {data_file} "
+                f"(lm-latent codebook encode --data {data_file} --split {split} ...) and give that codes file "
+                f"as {_CONFIG_KEY.get(split, 'its codes file')}",
             )
         return True
     if table.split is not None:
         if table.split != split:
             raise CodesSourceError(
-                f"{where} holds {table.split} codes, not codes of the {split} file {data_file}; "
-                "give the codes file encoded from it for this split"
+                codes_path, f"{source}, not for the {split} split ({data_file}); give the codes file encoded "
+                f"from that file as {_CONFIG_KEY.get(split, 'its codes file')}",
             )
         return True
     return False

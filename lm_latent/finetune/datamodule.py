@@ -26,9 +26,10 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
 
 from lm_latent.codebook.codes_file import CodesSourceError, CodeTable, check_codes_source, load_codes
+from lm_latent.data.errors import DataError
 from lm_latent.data.tokenization import TokenizedExample, load_tokenizer, tokenize_examples
 from lm_latent.finetune.batching import LengthBucketBatchSampler, MixedCollator, pad_share
-from lm_latent.mixing.sequences import build_sequence, sequence_length
+from lm_latent.mixing.sequences import build_sequence, longest_sequence_length, sequence_length
 from lm_latent.mixing.strategies import MixingStrategy, Replacement, choose
 from lm_latent.mixing.tokens import LatentVocab, add_latent_tokens
 from lm_latent.training import (
@@ -100,16 +101,38 @@ class MixedTokenDataset(Dataset):
         return choose(self.strategy, ex.id, n_full, self.chunk_size, self.seed, self._epoch(epoch))
 
     def lengths(self, epoch: int | None = None) -> list[int]:
-        """Every sample's sequence length in ``epoch`` (cached for the last epoch asked)."""
+        """Every sample's sequence length in ``epoch``, after truncation (cached for the last epoch asked)."""
         epoch = self._epoch(epoch)
         if self._lengths is None or self._lengths[0] != epoch:
-            out = []
-            for i, ex in enumerate(self.examples):
-                r = self.replacement(i, epoch)
-                n = sequence_length(ex, r.chunks, self.chunk_size, r.include_cot)
-                out.append(min(n, self.max_length) if self.max_length else n)
-            self._lengths = (epoch, out)
+            out = self._untruncated_lengths(epoch)
+            self._lengths = (epoch, [min(n, self.max_length) for n in out] if self.max_length else out)
         return self._lengths[1]
+
+    def _untruncated_lengths(self, epoch: int) -> list[int]:
+        out = []
+        for i, ex in enumerate(self.examples):
+            r = self.replacement(i, epoch)
+            out.append(sequence_length(ex, r.chunks, self.chunk_size, r.include_cot))
+        return out
+
+    def longest_lengths(self) -> list[int]:
+        """Every sample's longest sequence before truncation, over the draws this dataset makes: its one
+        draw for a fixed epoch (evaluation sets), every draw the strategy can make in any epoch otherwise."""
+        if self.fixed_epoch is not None:
+            return self._untruncated_lengths(self.fixed_epoch)
+        return [longest_sequence_length(ex, self.strategy, self.chunk_size) for ex in self.examples]
+
+    def truncation(self) -> dict:
+        """How ``max_length`` cuts this dataset: ``examples``, ``truncated`` (samples longer than
+        ``max_length`` in some draw, see :meth:`longest_lengths`), ``longest`` (untruncated), ``max_length``
+        and the ids of the first truncated samples (``first_ids``). The answer and EOS end every sequence,
+        so a truncated sample always loses the end of its answer (at least the EOS)."""
+        longest = self.longest_lengths()
+        cut = [i for i, n in enumerate(longest) if self.max_length and n > self.max_length]
+        return {
+            "examples": len(longest), "truncated": len(cut), "max_length": self.max_length,
+            "longest": max(longest, default=0), "first_ids": [self.examples[i].id for i in cut[:5]],
+        }
 
     def bucket_lengths(self, epoch: int | None = None) -> list[int]:
         """What batches are bucketed on: every sample's length before any chunk is replaced (prompt +
@@ -120,7 +143,7 @@ class MixedTokenDataset(Dataset):
         sorting by :meth:`lengths` would group samples by it (each latent chunk is L - 1 tokens shorter).
         """
         if self._bucket_lengths is None:
-            include_cot = self.strategy.name != "sol_only"
+            include_cot = self.strategy.includes_cot
             out = [sequence_length(ex, (), self.chunk_size, include_cot) for ex in self.examples]
             self._bucket_lengths = [min(n, self.max_length) for n in out] if self.max_length else out
         return self._bucket_lengths
@@ -154,7 +177,11 @@ class MixedTokenDataModule(pl.LightningDataModule):
         global_batch_size / micro_batch_size: the global batch is the configured quantity; per-device
             micro batch and gradient accumulation are derived from the world size.
         eval_batch_size: per-device batch for validation/test (default: the micro batch).
-        max_length: truncate longer sequences on the right (None: no limit).
+        max_length: truncate longer sequences on the right (None: no limit). Truncated examples are
+            counted per split at setup, logged, and written to ``<default_root_dir>/data_report.json``.
+        allow_answer_truncation: train on examples that ``max_length`` cuts. The answer and EOS end
+            every sequence, so a cut always removes the end of the answer; by default (False) setup stops
+            with an error when any training example is longer than ``max_length`` in some draw.
         megabatch_batches: length bucketing sorts within windows of this many batches (by each sample's
             length before replacement, so the number of latent chunks stays random within a batch).
         pad_to_multiple_of: round each batch's padded length up to a multiple of this.
@@ -182,6 +209,7 @@ class MixedTokenDataModule(pl.LightningDataModule):
         micro_batch_size: int | None = None,
         eval_batch_size: int | None = None,
         max_length: int | None = None,
+        allow_answer_truncation: bool = False,
         megabatch_batches: int = 64,
         pad_to_multiple_of: int | None = None,
         chunk_size: int | None = None,
@@ -202,6 +230,8 @@ class MixedTokenDataModule(pl.LightningDataModule):
         self.train_set: MixedTokenDataset | None = None
         self.val_set: MixedTokenDataset | None = None
         self.test_set: MixedTokenDataset | None = None
+        #: Per split, how max_length cuts it (MixedTokenDataset.truncation); filled by build_dataset.
+        self.truncation: dict[str, dict] = {}
 
     # -- vocabulary ------------------------------------------------------------------------------
     @cached_property
@@ -260,15 +290,18 @@ class MixedTokenDataModule(pl.LightningDataModule):
             verified = check_codes_source(table, codes_path, data_file, split)
         except CodesSourceError as err:
             if fallback:
-                raise CodesSourceError(f"data.{own_key} is not set, so the {split} split would use data.codes_file; {err}") from None
+                raise CodesSourceError(
+                    codes_path, f"data.{own_key} is not set, so the {split} split would use data.codes_file, "
+                    f"but it was {err.detail}",
+                ) from None
             raise
         if verified:
             return
         if fallback:
             raise CodesSourceError(
-                f"data.{own_key} is not set and data.codes_file {codes_path} does not record the data file it "
-                f"was encoded from, so it cannot be used for the {split} file {data_file} (codes are looked up by "
-                f"example id, and ids repeat across splits); give data.{own_key}"
+                codes_path, f"data.{own_key} is not set, so the {split} split would use data.codes_file, which does "
+                f"not record the data file it was encoded from: it cannot be used for the {split} file {data_file} "
+                f"(codes are looked up by example id, and ids repeat across splits); give data.{own_key}",
             )
         log.warning(
             "%s does not record the data file it was encoded from (written by hand or by an older lm-latent); "
@@ -293,7 +326,7 @@ class MixedTokenDataModule(pl.LightningDataModule):
             self._check_codes_source(split, table, codes_path, data_file)
             self._check_codes(tokenized, table, codes_path, data_file)
         fixed = None if (split == "train" or self.strategy.depends_on_epoch_only) else 0
-        return MixedTokenDataset(
+        dataset = MixedTokenDataset(
             tokenized,
             table.codes if table is not None else None,
             self.strategy,
@@ -303,6 +336,45 @@ class MixedTokenDataModule(pl.LightningDataModule):
             fixed_epoch=fixed,
             max_length=self.hparams.max_length,
         )
+        self._check_truncation(split, data_file, dataset)
+        return dataset
+
+    def _check_truncation(self, split: str, data_file: str, dataset: MixedTokenDataset) -> None:
+        """Count the examples max_length cuts; log them; stop when it would cut training answers."""
+        from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+        report = {"file": str(data_file), **dataset.truncation()}
+        self.truncation[split] = report
+        n, total, limit = report["truncated"], report["examples"], report["max_length"]
+        if not n:
+            if limit and rank_zero_only.rank == 0:
+                log.info("%s: no example longer than max_length=%d (longest %d tokens)", split, limit, report["longest"])
+            return
+        what = (
+            f"{n} of {total} {split} examples are longer than data.max_length={limit}"
+            + (" in some draw" if dataset.fixed_epoch is None else "")
+            + f" (longest {report['longest']} tokens; first: {', '.join(report['first_ids'])}); truncation on the "
+            "right cuts the end of their answer (at least the EOS)"
+        )
+        if split == "train" and not self.hparams.allow_answer_truncation:
+            raise DataError(
+                data_file, f"{what}. Raise data.max_length, leave those examples out of the file, or set "
+                "data.allow_answer_truncation: true to train on them cut",
+            )
+        if rank_zero_only.rank == 0:
+            log.warning("%s: %s%s", data_file, what, " (allowed by data.allow_answer_truncation)" if split == "train" else "")
+
+    def write_data_report(self, directory: str | Path) -> Path:
+        """``data_report.json`` in ``directory``: per split, the truncation counts of :attr:`truncation`."""
+        import json
+
+        path = Path(directory) / "data_report.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"max_length": self.hparams.max_length, "truncation": self.truncation}
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        return path
 
     def _check_codes(self, tokenized, table: CodeTable, codes_path, data_file) -> None:
         L = self.chunk_size
@@ -342,6 +414,8 @@ class MixedTokenDataModule(pl.LightningDataModule):
                 self.test_set = self.build_dataset("test", hp.test_file)
             elif hp.val_file:
                 self.test_set = self.val_set if self.val_set is not None else self.build_dataset("val", hp.val_file)
+        if trainer is not None and trainer.is_global_zero and self.truncation:
+            self.write_data_report(trainer.default_root_dir)
 
     def _check_model_vocab(self, trainer) -> None:
         module = trainer.lightning_module

@@ -87,4 +87,27 @@ def sequence_length(tokenized: TokenizedExample, chunks_replaced: Sequence[int],
         return base
     k = len(chunks_replaced)
     runs = sum(1 for j, c in enumerate(chunks_replaced) if j == 0 or chunks_replaced[j - 1] != c - 1)
-    return base + len(tokenized.cot_ids) - k * chunk_size + k + 2 * runs
+    return _mixed_length(base + len(tokenized.cot_ids), k, runs, chunk_size)
+
+
+def _mixed_length(plain: int, k: int, runs: int, chunk_size: int) -> int:
+    # Each latent chunk turns L text tokens into one code; each run of them adds two delimiters.
+    return plain - k * chunk_size + k + 2 * runs
+
+
+def longest_sequence_length(tokenized: TokenizedExample, strategy, chunk_size: int) -> int:
+    """The longest sequence any draw of ``strategy`` (a :class:`~lm_latent.mixing.strategies.MixingStrategy`)
+    can build from ``tokenized``, in any epoch: what decides whether ``max_length`` can cut it."""
+    plain = len(tokenized.prompt_ids) + len(tokenized.answer_ids)
+    if not strategy.includes_cot:
+        return plain
+    plain += len(tokenized.cot_ids)
+    n_full = tokenized.num_full_chunks(chunk_size)
+    ks = strategy.possible_ks(n_full, chunk_size)
+    if chunk_size >= 3 and ks[0] == 0:
+        return plain  # every latent chunk saves L - 1 >= 2 tokens, at most the 2 delimiters it may add
+    # Scattered chunks: at most min(k, n_full - k + 1) runs, each with its own delimiters.
+    return max(
+        _mixed_length(plain, k, (min(k, n_full - k + 1) if strategy.scatters else 1) if k else 0, chunk_size)
+        for k in ks
+    )

@@ -116,6 +116,31 @@ class MixingStrategy:
         """True for curriculum, whose k is a function of the epoch, not a random draw."""
         return self.name == "curriculum"
 
+    @property
+    def includes_cot(self) -> bool:
+        """False for ``sol_only`` (prompt -> solution), True for every other strategy."""
+        return self.name != "sol_only"
+
+    @property
+    def scatters(self) -> bool:
+        """True for ``poisson``, whose latent chunks may form several runs; the others replace a prefix."""
+        return self.name == "poisson"
+
+    def possible_ks(self, n_full: int, chunk_size: int) -> tuple[int, ...]:
+        """Every number of latent chunks a draw can give a sample with ``n_full`` whole chunks, in any
+        epoch (ascending). What bounds the sequence lengths a dataset can produce."""
+        name = self.name
+        if name in ("cot", "sol_only"):
+            return (0,)
+        if name == "all_replace":
+            return (n_full,)
+        if name == "curriculum":
+            stages = -(-n_full // self.chunks_per_stage) + 1
+            return tuple(sorted({min(s * self.chunks_per_stage, n_full) for s in range(stages)}))
+        if name == "latent_ar" and self.m_values is not None:
+            return tuple(sorted({min(m // chunk_size, n_full) for m in self.m_values}))
+        return tuple(range(n_full + 1))  # latent_ar over 0..n_full; poisson: any count, capped
+
     def draw(self, n_full: int, chunk_size: int, rng: random.Random, epoch: int) -> Replacement:
         """Choose the replaced chunks of one sample with ``n_full`` whole chunks of ``chunk_size`` tokens."""
         if n_full < 0:

@@ -193,7 +193,11 @@ class Pipeline:
         save_yaml(self.mixed_config(strategy, st.dir, data, tok, codes), st.dir / "config.yaml")
         _cli("mixed", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []))
         ckpt = st.dir / "checkpoints" / "last.ckpt"
-        return st.finish({"checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "config": str(st.dir / "config.yaml")})
+        return st.finish({
+            "checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "config": str(st.dir / "config.yaml"),
+            # Examples max_length cut, per split (the datamodule writes it at setup).
+            "data_report": _read_json(st.dir / "data_report.json"),
+        })
 
     def _mixed_block(self, strategy: str) -> dict[str, Any]:
         spec = self.cfg["mixed"]
@@ -379,5 +383,17 @@ def run_experiment(cfg: DictConfig, out: str | Path, force: bool = False) -> dic
         runs[strategy] = p.evaluate(strategy, run, data, tok)
     return write_results(
         p.out, p.cfg["name"], codebook_summary(cb["metrics"]), runs,
-        extra={"tensorboard": str(p.tb_dir), "seed": p.cfg["seed"]},
+        extra={"tensorboard": str(p.tb_dir), "seed": p.cfg["seed"], "truncated_examples": _truncated(p.out, runs)},
     )
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _truncated(out: Path, strategies) -> dict[str, dict[str, int]]:
+    """Per strategy and split, how many examples max_length cut (from each fine-tune's data report)."""
+    return {
+        s: {split: r["truncated"] for split, r in _read_json(out / "mixed" / s / "data_report.json").get("truncation", {}).items()}
+        for s in strategies
+    }
