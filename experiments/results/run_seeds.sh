@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run one experiment for several seeds, two seeds at a time with one thread each (the 2-core CPU
-# machine of RESULTS.md), then print the mean and spread over the seeds.
+# machine of RESULTS.md), then print the mean and spread over the seeds and draw OUT/accuracy_vs_tokens.png.
 #
 #   bash experiments/results/run_seeds.sh experiments/results/prontoqa_cpu.yaml runs/results/prontoqa 0 1 2
 #
@@ -32,4 +32,4 @@ if (( failed )); then
 fi
 dirs=()
 for seed in ${seeds[@]}; do dirs+=("$out/seed$seed"); done
-"$lm_latent" summarize "${dirs[@]}" --json "$out/summary.json" | tee "$out/summary.md"
+"$lm_latent" summarize "${dirs[@]}" --json "$out/summary.json" --plot "$out/accuracy_vs_tokens.png" | tee "$out/summary.md"

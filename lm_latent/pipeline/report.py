@@ -6,8 +6,9 @@ results.json:
                   "greedy_exact_chunk_accuracy": float, "greedy_token_accuracy": float,
                   "greedy_exact_chunk_accuracy_random_codes": float, "greedy_token_accuracy_random_codes": float,
                   "usage": float, "perplexity": float},
-     "runs": {STRATEGY: {TASK: {"accuracy": float, "mean_generated_tokens": float,
-                                "mean_latent_tokens": float, "n": int, "seconds_per_example": float}}}}
+     "runs": {STRATEGY: {SET: {"accuracy": float, "mean_generated_tokens": float,
+                               "mean_latent_tokens": float, "n": int, "seconds_per_example": float,
+                               "task": str}}}}
 Accuracy and usage are fractions in [0, 1]. The codebook's ``token_accuracy``/``exact_chunk_accuracy``
 are teacher-forced (each token predicted from the chunk's true prefix); the ``greedy_*`` figures decode
 each held-out chunk from its code and the prompt alone (see :mod:`lm_latent.codebook.module`).
@@ -52,7 +53,7 @@ def write_results(out: Path, experiment: str, codebook: dict, runs: dict[str, di
     results: dict[str, Any] = {"experiment": experiment, "codebook": codebook, "runs": runs, **(extra or {})}
     write_json_atomic(results, out / "results.json")
     (out / "results.md").write_text(markdown_table(results))
-    plot(results, out / "accuracy_vs_tokens.png")
+    plot(results, out / "accuracy_vs_tokens.png", run_dir=out)
     return results
 
 
@@ -93,22 +94,40 @@ def codebook_reconstruction_table(cb: dict) -> list[str]:
     ]
 
 
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
+def set_tasks(runs: dict[str, dict[str, dict]], run_dir: Path | None = None) -> dict[str, str | None]:
+    """The task of every evaluation set: from the result rows, or, for runs whose rows predate the
+    ``task`` field, from the per-example files ``eval/<strategy>/<set>.json`` in ``run_dir``."""
+    import json
 
-    matplotlib.use("Agg")  # files only: runs happen on headless machines
-    import matplotlib.pyplot as plt
+    tasks: dict[str, str | None] = {}
+    for strategy, sets in runs.items():
+        for name, row in sets.items():
+            if tasks.get(name):
+                continue
+            task = row.get("task")
+            per_example = run_dir / "eval" / strategy / f"{name}.json" if run_dir is not None else None
+            if task is None and per_example is not None and per_example.is_file():
+                task = json.loads(per_example.read_text()).get("task")
+            tasks[name] = task
+    return tasks
 
-    tasks = sorted({t for tasks in results["runs"].values() for t in tasks})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for strategy, runs in results["runs"].items():
-            if task in runs:
-                r = runs[task]
-                ax.scatter(r["mean_generated_tokens"], 100 * r["accuracy"], s=40)
-                ax.annotate(strategy, (r["mean_generated_tokens"], 100 * r["accuracy"]), textcoords="offset points", xytext=(4, 4))
-        ax.set(title=task, xlabel="mean generated tokens", ylabel="accuracy (%)")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+def plot(results: dict, path: Path, run_dir: Path | None = None) -> None:
+    """accuracy_vs_tokens.png of one run (:mod:`lm_latent.pipeline.plot`)."""
+    from lm_latent.pipeline.plot import accuracy_vs_tokens
+
+    panels, chance, note = run_panels(results, run_dir)
+    accuracy_vs_tokens(panels, chance, path, note)
+
+
+def run_panels(results: dict, run_dir: Path | None = None) -> tuple[dict, dict, str]:
+    """(points per evaluation set, chance level per set, note) of one run's plot."""
+    from lm_latent.evaluation.chance import chance_level
+    from lm_latent.pipeline.plot import Point
+
+    panels: dict[str, list[Point]] = {}
+    for strategy, sets in results["runs"].items():
+        for name, r in sets.items():
+            panels.setdefault(name, []).append(Point(strategy, r["mean_generated_tokens"], r["accuracy"]))
+    chance = {name: chance_level(task) for name, task in set_tasks(results["runs"], run_dir).items()}
+    return panels, chance, f"{results['experiment']}, seed {results.get('seed', '?')}"

@@ -270,6 +270,7 @@ class Pipeline:
                 "mean_latent_tokens": r["mean_latent_tokens"],
                 "n": r["n"],
                 "seconds_per_example": r["seconds_per_example"],
+                "task": sets[name]["task"],  # its chance level in the plot
                 # Task-specific figures beside the accuracy (mazes: greedy feasibility and optimality).
                 **{k: r[k] for k in EXTRA_RESULT_FIELDS if k in r},
             }

@@ -8,7 +8,9 @@ three seeds are too few for the deviation alone to mean much.
 
 For ProsQA and ProntoQA sets the summary adds the chain checks of
 :mod:`lm_latent.evaluation.chains` (computed from each run's per-example file, `eval/<strategy>/<set>.json`):
-what the generated chains got right besides the answer.
+what the generated chains got right besides the answer. ``--plot PNG`` draws accuracy against generated
+tokens over the seeds (means with one-standard-deviation error bars, 0-100% axis, chance levels), as
+`lm-latent run` does for one run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import statistics
 import sys
 from pathlib import Path
 from typing import Any
+
+from lm_latent.pipeline.report import set_tasks
 
 FIELDS = ("accuracy", "mean_generated_tokens", "mean_latent_tokens")
 CODEBOOK_FIELDS = ("token_accuracy", "token_accuracy_random_codes", "greedy_exact_chunk_accuracy", "greedy_token_accuracy",
@@ -99,7 +103,8 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
                 chains.setdefault(strategy, {})[task] = {k: _stats([p[k] for p in per_run]) for k in checks}
     codebook = {f: _stats([float(r["codebook"][f]) for r in runs]) for f in CODEBOOK_FIELDS if f in first["codebook"]}
     return {"experiment": first["experiment"], "seeds": [r.get("seed") for r in runs], "codebook": codebook, "runs": table,
-            "chains": chains, "figures": figures}
+            "chains": chains, "figures": figures,
+            "tasks": set_tasks(first["runs"], Path(first["dir"]) if "dir" in first else None)}
 
 
 def _chain_rates(path: Path) -> dict[str, float] | None:
@@ -153,11 +158,37 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_summary(summary: dict[str, Any], path: Path) -> None:
+    """accuracy_vs_tokens.png over the seeds: means, with one sample standard deviation as error bars."""
+    from lm_latent.pipeline.plot import accuracy_vs_tokens
+
+    panels, chance, note = summary_panels(summary)
+    accuracy_vs_tokens(panels, chance, path, note)
+
+
+def summary_panels(summary: dict[str, Any]) -> tuple[dict, dict, str]:
+    """(points per evaluation set, chance level per set, note) of the plot over seeds."""
+    from lm_latent.evaluation.chance import chance_level
+    from lm_latent.pipeline.plot import Point
+
+    panels: dict[str, list[Point]] = {}
+    for strategy, sets in summary["runs"].items():
+        for name, r in sets.items():
+            acc, tokens = r["accuracy"], r["mean_generated_tokens"]
+            panels.setdefault(name, []).append(Point(strategy, tokens["mean"], acc["mean"], tokens["std"], acc["std"]))
+    chance = {name: chance_level(task) for name, task in (summary.get("tasks") or {}).items()}
+    seeds = summary["seeds"]
+    note = f"{summary['experiment']}: mean over seeds {', '.join(map(str, seeds))}" + (
+        "; error bars: one sample standard deviation" if len(seeds) > 1 else "")
+    return panels, chance, note
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lm-latent summarize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="finished run folders, one per seed")
     parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
+    parser.add_argument("--plot", type=Path, help="also draw accuracy vs generated tokens (PNG) here")
     args = parser.parse_args(argv)
     try:
         summary = summarize(load_runs(args.runs))
@@ -166,5 +197,7 @@ def main(argv: list[str]) -> int:
         return 2
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
+    if args.plot:
+        plot_summary(summary, args.plot)
     print(markdown(summary), end="")
     return 0
