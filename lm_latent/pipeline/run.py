@@ -33,11 +33,14 @@ EXTRA_RESULT_FIELDS = ("feasible_at_k", "optimal_at_k", "sample_feasible", "gree
                        "mean_text_tokens", "greedy_mean_tokens", "greedy_mean_latent_tokens")
 
 
-def _cli(*args: str) -> None:
-    """Run an `lm-latent` command in a child process (fresh memory, same interpreter)."""
+def _cli(*args: str, threads: int | None = None) -> None:
+    """Run an `lm-latent` command in a child process (fresh memory, same interpreter); ``threads``
+    caps its intra-op threads (for runs side by side on a CPU machine)."""
     cmd = [sys.executable, "-m", "lm_latent.cli", *map(str, args)]
     log.info("$ lm-latent %s", " ".join(map(str, args)))
     env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     # A child must not inherit a parent's rank variables: it is a fresh launch.
     for var in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
@@ -57,6 +60,10 @@ class Pipeline:
         self.out = Path(out).resolve()
         self.force = force
         self.tb_dir = self.out / "tensorboard"
+        # Strategies fine-tuned side by side (CPU machines: one process per core beats one process
+        # with two threads for models this small; BENCHMARKS.md measures it). 1 = one after another.
+        self.parallel = max(1, int(self.cfg["mixed"].get("parallel", 1)))
+        self.threads_per_run = max(1, (os.cpu_count() or 1) // self.parallel) if self.parallel > 1 else None
 
     def stage(self, name: str, inputs: dict[str, Any]) -> Stage:
         return Stage(name, self.out / name, inputs, force=self.force)
@@ -191,7 +198,8 @@ class Pipeline:
             return st.outputs
         resume = self._start_training(st, f"mixed_{strategy}")
         save_yaml(self.mixed_config(strategy, st.dir, data, tok, codes), st.dir / "config.yaml")
-        _cli("mixed", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []))
+        _cli("mixed", "fit", "--config", st.dir / "config.yaml", *(["--ckpt_path", "last"] if resume else []),
+             threads=self.threads_per_run)
         ckpt = st.dir / "checkpoints" / "last.ckpt"
         return st.finish({
             "checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "config": str(st.dir / "config.yaml"),
@@ -260,7 +268,7 @@ class Pipeline:
             "callbacks": callbacks,  # evaluation callbacks only
         }
         save_yaml(config, st.dir / "config.yaml")
-        _cli("mixed", "test", "--config", st.dir / "config.yaml", "--ckpt_path", run["checkpoint"])
+        _cli("mixed", "test", "--config", st.dir / "config.yaml", "--ckpt_path", run["checkpoint"], threads=self.threads_per_run)
         rows = {}
         for name in sets:
             r = json.loads((st.dir / f"{name}.json").read_text())
@@ -378,10 +386,19 @@ def run_experiment(cfg: DictConfig, out: str | Path, force: bool = False) -> dic
     data, tok, cb, codes = p.prepare()
     if p.cfg["evaluation"].get("decode_latents", True):
         p.cfg["evaluation"]["codebook_checkpoint"] = cb["checkpoint"]
-    runs = {}
-    for strategy in p.cfg["mixed"]["strategies"]:
-        run = p.mixed(strategy, data, tok, codes)
-        runs[strategy] = p.evaluate(strategy, run, data, tok)
+    def fine_tune_and_evaluate(strategy: str) -> dict[str, Any]:
+        return p.evaluate(strategy, p.mixed(strategy, data, tok, codes), data, tok)
+
+    strategies = p.cfg["mixed"]["strategies"]
+    if p.parallel == 1:
+        runs = {s: fine_tune_and_evaluate(s) for s in strategies}
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Each strategy is its own child process; the threads here only wait on them.
+        with ThreadPoolExecutor(p.parallel) as pool:
+            futures = {s: pool.submit(fine_tune_and_evaluate, s) for s in strategies}
+            runs = {s: f.result() for s, f in futures.items()}
     return write_results(
         p.out, p.cfg["name"], codebook_summary(cb["metrics"]), runs,
         extra={"tensorboard": str(p.tb_dir), "seed": p.cfg["seed"], "truncated_examples": _truncated(p.out, runs)},
