@@ -1,0 +1,175 @@
+"""Learning probe: how fast does a small Llama, trained from scratch, learn a generated ProntoQA/ProsQA
+variant? A plain PyTorch loop (no Lightning, no codebook) over the project's generators and tokenizers,
+so a data or tokenizer option can be tried in minutes before it goes into an experiment file.
+
+    .venv/bin/python experiments/probes/logic_learning.py --opts '{"hops": 2, "branches": 0}' --minutes 8
+
+Every ``--eval-every`` steps it greedily decodes 300 held-out problems of the same variant (another
+seed) and prints: answer accuracy; ``chain``, the share whose chain of thought is exactly the gold
+one; ``conclusion``, the share whose last step ("Alex is not happy.") is right; ``consistent``, the
+share whose answer agrees with the model's own conclusion and the query (is the final True/False
+comparison learned, apart from the chain). ``--official FILE`` also scores a staged file. One thread
+per process: run two probes side by side on a 2-core machine. RESULTS.md records what they measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from lm_latent.data.generators import GENERATORS, write_json
+from lm_latent.data.readers import read_examples
+from lm_latent.data.tokenization import full_text, load_tokenizer, tokenize_examples, train_tokenizer
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="prontoqa", choices=sorted(GENERATORS))
+    p.add_argument("--opts", default="{}", help="generator options as JSON")
+    p.add_argument("--n", type=int, default=60000, help="training problems (generated once, cycled)")
+    p.add_argument("--minutes", type=float, default=10, help="training time (evaluation not counted)")
+    p.add_argument("--total-steps", type=int, default=3000, help="length of the cosine schedule")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--d", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--tokenizer", default="word", choices=("word", "bpe"))
+    p.add_argument("--keep-forms", action="store_true", help="word tokenizer without capital/plural marks")
+    p.add_argument("--sol-only", action="store_true", help="train prompt -> answer (no chain of thought)")
+    p.add_argument("--eval-every", type=int, default=300)
+    p.add_argument("--official", default="", help="a staged file to score as well")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args()
+
+
+class Probe:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        self.args = args
+        tmp = Path(tempfile.mkdtemp(prefix="probe_"))
+        options_cls, generate = GENERATORS[args.task]
+        options = options_cls(**json.loads(args.opts))
+        write_json(generate(args.n, 1000 + args.seed, options), tmp / "train.json")
+        write_json(generate(300, 99991, options), tmp / "heldout.json")
+        train = read_examples(args.task, tmp / "train.json")
+        train_tokenizer([full_text(e) for e in train[:5000]], tmp / "tok", vocab_size=512,
+                        kind=args.tokenizer, split_forms=not args.keep_forms)
+        self.tok = load_tokenizer(tmp / "tok")
+        self.train, _ = tokenize_examples(self.tok, train)
+        self.heldout = self._scored(tmp / "heldout.json")
+        self.official = self._scored(Path(args.official)) if args.official else None
+        cfg = LlamaConfig(
+            vocab_size=len(self.tok), hidden_size=args.d, intermediate_size=3 * args.d,
+            num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
+            max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=self.tok.pad_token_id,
+            eos_token_id=self.tok.eos_token_id, bos_token_id=self.tok.eos_token_id,
+        )
+        self.model = LlamaForCausalLM(cfg)
+
+    def _scored(self, path: Path):
+        examples = read_examples(self.args.task, path)
+        return examples, tokenize_examples(self.tok, examples)[0]
+
+    def batch(self, items):
+        pad = self.tok.pad_token_id
+        seqs = [(list(x.prompt_ids) + list(() if self.args.sol_only else x.cot_ids) + list(x.answer_ids), len(x.prompt_ids))
+                for x in items]
+        width = max(len(s) for s, _ in seqs)
+        ids = torch.full((len(seqs), width), pad)
+        labels = torch.full((len(seqs), width), -100)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, (s, n_prompt) in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+            labels[i, n_prompt : len(s)] = torch.tensor(s[n_prompt:])  # loss on chain and answer only
+        return ids, mask, labels
+
+    @torch.no_grad()
+    def evaluate(self, scored) -> dict[str, float]:
+        examples, tokenized = scored
+        self.model.eval()
+        counts = {"accuracy": 0, "chain": 0, "conclusion": 0, "consistent": 0}
+        pad = self.tok.pad_token_id
+        for start in range(0, len(tokenized), 100):
+            prompts = [list(x.prompt_ids) for x in tokenized[start : start + 100]]
+            width = max(map(len, prompts))
+            ids = torch.full((len(prompts), width), pad)
+            mask = torch.zeros_like(ids)
+            for j, p in enumerate(prompts):  # left padding for generation
+                ids[j, width - len(p):] = torch.tensor(p)
+                mask[j, width - len(p):] = 1
+            out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=pad,
+                                      max_new_tokens=8 if self.args.sol_only else 110, eos_token_id=self.tok.eos_token_id)
+            for j, ex in enumerate(examples[start : start + len(prompts)]):
+                counts_add(counts, self.tok.decode(out[j, width:], skip_special_tokens=True), ex)
+        self.model.train()
+        return {k: v / len(tokenized) for k, v in counts.items()}
+
+    def run(self) -> None:
+        a = self.args
+        model = self.model
+        print(f"{len(self.tok)} tokens, {sum(p.numel() for p in model.parameters())} parameters", flush=True)
+        opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.99), weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / a.warmup) * (
+            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, a.total_steps) / a.total_steps))))
+        order = list(range(len(self.train)))
+        random.Random(a.seed).shuffle(order)
+        step, tokens, loss_avg, t0 = 0, 0, None, time.time()
+        model.train()
+        while time.time() - t0 < a.minutes * 60:
+            first = (step * a.batch) % len(order)
+            ids, mask, labels = self.batch([self.train[k] for k in order[first : first + a.batch]])
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step, tokens = step + 1, tokens + int(mask.sum())
+            loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+            if step % a.eval_every == 0:
+                t_eval = time.time()
+                self.report(f"step {step} ({step * a.batch} problems, {tokens / (t_eval - t0):.0f} tok/s) loss {loss_avg:.3f}")
+                t0 += time.time() - t_eval  # evaluation time does not count against the budget
+        self.report(f"final step {step} loss {loss_avg:.3f}")
+
+    def report(self, head: str) -> None:
+        line = head + " | held-out " + _fmt(self.evaluate(self.heldout))
+        if self.official:
+            line += " | official " + _fmt(self.evaluate(self.official))
+        print(line, flush=True)
+
+
+def counts_add(counts: dict[str, int], generated: str, ex) -> None:
+    answer = generated.split("#")[-1].strip() if "#" in generated else ""
+    counts["accuracy"] += answer == ex.answer.strip()
+    counts["chain"] += generated.startswith("\n".join(ex.steps))
+    lines = [line for line in generated.split("\n") if line and not line.startswith("#")]
+    if not lines:
+        return
+    conclusion = lines[-1].strip()
+    counts["conclusion"] += conclusion == ex.steps[-1].strip()
+    query = ex.question.rsplit(":", 1)[-1].split()  # ProntoQA: "True or false: Alex is not happy."
+    if answer in ("True", "False"):
+        counts["consistent"] += (answer == "True") == (("not" in query) == ("not" in conclusion.split()))
+
+
+def _fmt(m: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.3f}" for k, v in m.items())
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    args = parse_args()
+    torch.manual_seed(args.seed)
+    Probe(args).run()
