@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "default.yaml"
-SMALL = ["data.generate.train=12", "data.generate.val=6"]
+SMALL = ["data.generate.train=12", "data.generate.val=6", "data.generate.test=null"]
 SEED_KEYS = ("seed", "seed_everything", "init_seed")
 
 
