@@ -30,6 +30,7 @@ from pipeline_fixtures import (
     STEPS_PER_EPOCH,
     STRATEGIES,
     TINY_OVERRIDES,
+    TRAIN_EXAMPLES,
     TinyRun,
     child_env,
     copy_run,
