@@ -91,7 +91,7 @@ def test_a_misspelt_key_in_a_stage_block_stops_before_the_data_stage(at_repo, ca
     ("codebook.data.train_file=x.json", "error: codebook.data.train_file: is set by the pipeline"),
     ("evaluation.during_fit.sets=[prontoqa_vlid]", "error: evaluation.during_fit.sets.0: 'prontoqa_vlid' (did you mean 'prontoqa_valid'?)"),
     ("evaluation.sets.prontoqa_valid.file=missing.json", "error: evaluation.sets.prontoqa_valid.file: file not found: missing.json"),
-    ("evaluation.sets.x={task: prontoqa, file: '@test'}", "error: evaluation.sets.x.file: '@test' names no split the data stage makes"),
+    ("evaluation.sets.x={task: prontoqa, file: '@dev'}", "error: evaluation.sets.x.file: '@dev' names no split the data stage makes"),
     ("evaluation.sets.x.file=@val", "error: override 'evaluation.sets.x.file=@val': not a YAML value"),
 ])
 def test_bad_values_name_their_key(at_repo, capsys, tmp_path, override, expected):
