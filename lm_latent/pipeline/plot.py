@@ -58,7 +58,8 @@ def figure(panels: Panels, chance: dict[str, float | None], note: str | None = N
                 ax.errorbar(x, y, xerr=p.tokens_err, yerr=100 * p.accuracy_err, fmt="o", color=colour, capsize=3, ms=6)
             else:
                 ax.plot(x, y, "o", color=colour, ms=6)
-            ax.annotate(p.strategy, (x, y), textcoords="offset points", xytext=(5, 5), color=colour)
+            # Labels go below points near 100% so they never run into the panel's title.
+            ax.annotate(p.strategy, (x, y), textcoords="offset points", xytext=(5, -12 if y > 90 else 5), color=colour)
         level = chance.get(name)
         if level is not None:
             ax.axhline(100 * level, color="0.4", linestyle="--", linewidth=1, label=f"chance ({level:.0%})")
