@@ -94,7 +94,7 @@ class Pipeline:
                 files[split] = str(Path(given).resolve())
             elif gen and gen.get(split):
                 options_cls, generate = GENERATORS[gen["generator"]]
-                options = dict(gen.get("options", {}))
+                options = dict(gen.get("options") or {})  # null: the generator's defaults
                 if "split" in {f.name for f in dataclasses.fields(options_cls)}:
                     options["split"] = split  # a generator that keeps splits apart (mazes by layout) is told which
                 options = options_cls(**options)
@@ -169,7 +169,7 @@ class Pipeline:
     def encode(self, data: dict[str, Any], tok: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]:
         st = self.stage("codes", {"codebook": cb["checkpoint_digest"], "data": data["digests"], "tokenizer": tok["digest"]})
         if st.is_done():
-            return st.outputs
+            return {**st.outputs, "codebook_checkpoint": cb["checkpoint"]}
         st.begin()
         files = {}
         for split in ("train", "val"):
@@ -182,7 +182,8 @@ class Pipeline:
                 "--out", out,
             )
             files[split] = str(out)
-        return st.finish({"files": files, "digests": {k: file_digest(v) for k, v in files.items()}})
+        return {**st.finish({"files": files, "digests": {k: file_digest(v) for k, v in files.items()}}),
+                "codebook_checkpoint": cb["checkpoint"]}
 
     # -- stage 2: mixed-token fine-tune, one run per strategy ------------------------------------
     def mixed(self, strategy: str, data, tok, codes) -> dict[str, Any]:
@@ -240,6 +241,10 @@ class Pipeline:
                 for name, s in self.cfg["evaluation"]["sets"].items()
                 if name in during_fit.get("sets", [])
             ]
+        model = config.setdefault("model", {})
+        if model.get("new_token_init") == "codebook" and not model.get("codebook_vectors"):
+            # Latent-token rows start from this run's own codebook (a fixed projection of its vectors).
+            model["codebook_vectors"] = codes["codebook_checkpoint"]
         return _seed_stage(config, self.cfg["seed"], ("data", "seed"), ("model", "init_seed"))
 
     # -- evaluation ------------------------------------------------------------------------------

@@ -321,7 +321,8 @@ def check_stage_blocks(cfg: dict) -> None:
         if cfg["data"].get(f"{split}_file") or gen.get(split):
             data["files"][split] = f"<{split} data>"
     tok = {"dir": cfg["tokenizer"].get("path") or "<tokenizer>"}
-    codes = {"files": {split: f"<{split} codes>" for split in ("train", "val") if split in data["files"]}}
+    codes = {"files": {split: f"<{split} codes>" for split in ("train", "val") if split in data["files"]},
+             "codebook_checkpoint": "<codebook checkpoint>"}
 
     user = {k: cfg["codebook"].get(k) or {} for k in ("trainer", "model", "data", "checkpoint")}
     _parse_stage("codebook", p.codebook_config(Path("<codebook>"), data, tok), user, {"codebook": user})
