@@ -106,7 +106,10 @@ def _init_rows(module, num_old: int, latent_ids, delim_ids, init, codebook_vecto
         target = (old - mean).pow(2).sum(dim=1).mean().sqrt()
         current = projected.pow(2).sum(dim=1).mean().sqrt().clamp_min(1e-12)
         latent_rows = mean + projected * (target / current)
-        values = torch.cat([latent_rows, mean.expand(len(delim_ids), -1)])
+        # The delimiters have no codebook vector: the mean row plus a little noise, so <boLatent> and
+        # <eoLatent> do not start as one token with two ids.
+        delims = mean + 0.1 * old.std() * draw(len(delim_ids), weight.shape[1])
+        values = torch.cat([latent_rows, delims])
     new_ids = new_ids.to(weight.device)
     weight[new_ids] = values.to(weight.dtype)
     bias = getattr(module, "bias", None)
