@@ -23,7 +23,8 @@ EXPERIMENT = REPO / "experiments" / "default.yaml"
 SHARED_DATA = REPO.parent / "shared" / "data"  # the evaluation sets of experiments/default.yaml
 
 STRATEGIES = ("latent_ar", "cot")
-EVAL_SETS = {"prontoqa_valid": 8, "prontoqa_test": 16}  # set name -> examples evaluated
+# set name -> examples evaluated: the generated held-out variant, then the official files
+EVAL_SETS = {"generated_valid": 8, "generated_test": 8, "prontoqa_valid": 8, "prontoqa_test": 16}
 TRAIN_EXAMPLES = 200
 MIXED_GLOBAL_BATCH = 32
 CODEBOOK_SIZE = 64
@@ -33,6 +34,7 @@ STEPS_PER_EPOCH = -(-TRAIN_EXAMPLES // MIXED_GLOBAL_BATCH)
 TINY_OVERRIDES = (
     f"data.generate.train={TRAIN_EXAMPLES}",
     "data.generate.val=20",
+    "data.generate.test=20",
     "codebook.trainer.max_steps=20",
     "codebook.trainer.val_check_interval=10",
     "codebook.checkpoint.every_n_train_steps=10",

@@ -271,7 +271,7 @@ class _EvaluationChecked(Exception):
     """Stops the pipeline's evaluation stage after its config was checked (nothing was evaluated)."""
 
 
-def standin_launcher(*args) -> None:
+def standin_launcher(*args, threads: int | None = None) -> None:
     """Replaces `lm_latent.pipeline.run._cli`: check each stage's config instead of running it."""
     args = [str(a) for a in args]
     if args[:2] == ["codebook", "fit"]:
@@ -550,10 +550,10 @@ for p in "${pids[@]}"; do wait "$p" || rc=$?; done
 exit $rc
 """
 
-TINY_RUN = ["data.generate.train=64", "data.generate.val=16", "codebook.trainer.max_steps=4",
+TINY_SETS = ("generated_valid", "generated_test", "prontoqa_valid", "prontoqa_test")
+TINY_RUN = ["data.generate.train=64", "data.generate.val=16", "data.generate.test=16", "codebook.trainer.max_steps=4",
             "codebook.trainer.val_check_interval=2", "mixed.trainer.max_epochs=1", "mixed.strategies=[latent_ar]",
-            "evaluation.max_new_tokens=16", "evaluation.sets.prontoqa_valid.subset=4",
-            "evaluation.sets.prontoqa_test.subset=4"]
+            "evaluation.max_new_tokens=16", *(f"evaluation.sets.{name}.subset=4" for name in TINY_SETS)]
 
 
 @pytest.mark.slow
@@ -579,6 +579,6 @@ def test_launch_recipe_end_to_end_on_two_cpu_processes(launcher, shared_data, tm
     log = result.stdout + result.stderr
     assert "MEMBER: 2/2" in log  # stage 2 ran as two ranks
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert {name: row["n"] for name, row in results["runs"]["latent_ar"].items()} == {"prontoqa_valid": 4, "prontoqa_test": 4}
+    assert {name: row["n"] for name, row in results["runs"]["latent_ar"].items()} == {name: 4 for name in TINY_SETS}
     plan = (tmp_path / "run" / "stage2_plan.tsv").read_text().split("\t")
     assert plan[0] == "latent_ar" and plan[2].strip() == "todo"

@@ -388,3 +388,51 @@ def test_failing_stage_command_exits_with_its_status_and_no_traceback(tiny_run: 
     assert "does not accept option 'trainer.max_epocs'" in res.stdout
     assert f"error: stage command failed with exit status 2: lm-latent mixed fit --config {run}/mixed/latent_ar/config.yaml" in res.stdout
     assert "Traceback" not in res.stdout
+
+
+def test_a_fresh_run_with_the_same_seed_reproduces_every_number(tiny_run: TinyRun, tmp_path):
+    """Same machine, same experiment and seed, a new run folder: every accuracy, token count, codebook
+    figure and generated text is identical (only wall-clock timings differ). This is what the README's
+    reproducibility statement promises; the tiny run trains two strategies side by side (one thread
+    each), so the side-by-side path is covered too."""
+    res = run_pipeline(tmp_path / "again", experiment=tiny_run.experiment)
+    assert res.returncode == 0, res.stdout[-4000:]
+    timing = ("seconds_per_example",)
+
+    def numbers(run_dir: Path) -> dict:
+        results = read_json(run_dir / "results.json")
+        runs = {s: {n: {k: v for k, v in row.items() if k not in timing} for n, row in sets.items()}
+                for s, sets in results["runs"].items()}
+        texts = {(s, n): [{k: v for k, v in r.items() if "second" not in k}
+                          for r in read_json(run_dir / "eval" / s / f"{n}.json")["results"]]
+                 for s in STRATEGIES for n in EVAL_SETS}
+        return {"codebook": results["codebook"], "runs": runs, "texts": texts}
+
+    assert numbers(tmp_path / "again") == numbers(tiny_run.dir)
+
+
+def test_the_default_run_exports_a_plain_hf_model(tiny_run: TinyRun, tmp_path):
+    """The default experiment's word tokenizer and latent vocabulary survive `lm-latent mixed export`:
+    plain transformers reloads the fine-tuned latent_ar model, its tokenizer reads a generated problem
+    back losslessly, and greedy decoding gives the module's tokens."""
+    from lm_latent.data.tokenization import prompt_text
+    from lm_latent.finetune.export import load_exported
+    from lm_latent.finetune.module import MixedTokenLM
+
+    ckpt = tiny_run.dir / "mixed" / "latent_ar" / "checkpoints" / "last.ckpt"
+    out = tmp_path / "hf"
+    res = subprocess.run([sys.executable, "-m", "lm_latent.cli", "mixed", "export", "--checkpoint", str(ckpt),
+                          "--out", str(out)], capture_output=True, text=True, cwd=REPO, env=child_env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    model, tok, vocab = load_exported(out)
+    problems = read_json(tiny_run.dir / "data" / "test.json")[:3]
+    prompts = [prompt_text(p["question"]) for p in problems]
+    for p in prompts:
+        assert tok.decode(tok(p, add_special_tokens=False)["input_ids"]) == p  # word tokens, lossless
+    module = MixedTokenLM.load_from_checkpoint(str(ckpt), map_location="cpu")
+    ours = [g.token_ids for g in module.generate(prompts[:1], max_new_tokens=12)]
+    enc = tok(prompts[:1], return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        theirs = model.eval().generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert theirs[0, enc["input_ids"].shape[1]:].tolist()[: len(ours[0])] == ours[0]
+    assert vocab.num_codes == CODEBOOK_SIZE
