@@ -279,9 +279,11 @@ def standin_launcher(*args, threads: int | None = None) -> None:
         K, L = check_codebook_config(config)
         ckpt = config.parent / "checkpoints" / "last.ckpt"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        ckpt.write_text(json.dumps({"codebook_size": K, "chunk_size": L}))  # read back by "encode" below
+        # Read back by "encode" below, and by new_token_init="codebook" (a codebook of K zero vectors).
+        torch.save({"sizes": {"codebook_size": K, "chunk_size": L},
+                    "state_dict": {"quantizer._codebook.embed": torch.zeros(1, K, 8)}}, ckpt)
     elif args[:2] == ["codebook", "encode"]:
-        sizes = json.loads(Path(_opt(args, "--checkpoint")).read_text())
+        sizes = torch.load(Path(_opt(args, "--checkpoint")), weights_only=True)["sizes"]
         write_standin_codes(Path(_opt(args, "--out")), _opt(args, "--dataset"), _opt(args, "--data"),
                             _opt(args, "--tokenizer"), sizes["codebook_size"], sizes["chunk_size"])
     elif args[:2] == ["mixed", "fit"]:
@@ -498,7 +500,7 @@ def test_prepare_run_stops_before_stage2_and_lm_latent_run_adopts_it(shared_data
     assert [(s, st) for s, _, st in rows] == [("latent_ar", "resume"), ("cot", "todo")]
     # ... and the pipeline itself adopts it: it resumes from that checkpoint instead of starting over.
     resumed = []
-    monkeypatch.setattr(run_mod, "_cli", lambda *a: resumed.append([str(x) for x in a]))
+    monkeypatch.setattr(run_mod, "_cli", lambda *a, **kw: resumed.append([str(x) for x in a]))
     p = run_mod.Pipeline(OmegaConf.load(out / "config.yaml"), out)
     data = p.data()
     tok = p.tokenizer(data)

@@ -381,11 +381,13 @@ def test_missing_experiment_file_exits_2(tmp_path):
 
 
 def test_failing_stage_command_exits_with_its_status_and_no_traceback(tiny_run: TinyRun, tmp_path):
-    """A stage block key LightningCLI rejects: the stage command's own error, then which stage stopped."""
+    """Input that only the stage can judge (a max_length that would cut training answers; a misspelt
+    key never gets this far, see test_experiment_validation): the stage command's own error, then
+    which stage stopped."""
     run = copy_run(tiny_run, tmp_path / "run")
-    res = run_pipeline(run, "mixed.trainer.max_epocs=2", experiment=tiny_run.experiment)
+    res = run_pipeline(run, "mixed.data.max_length=24", "mixed.parallel=1", experiment=tiny_run.experiment)
     assert res.returncode == 2
-    assert "does not accept option 'trainer.max_epocs'" in res.stdout
+    assert "longer than data.max_length=24" in res.stdout and "data.allow_answer_truncation" in res.stdout
     assert f"error: stage command failed with exit status 2: lm-latent mixed fit --config {run}/mixed/latent_ar/config.yaml" in res.stdout
     assert "Traceback" not in res.stdout
 

@@ -37,7 +37,7 @@ def _written(out: Path, seed: int, *overrides: str) -> dict:
     p = Pipeline(load_experiment(EXPERIMENT, [*SMALL, f"seed={seed}", *overrides]), out)
     data = p.data()
     tok = {"dir": "TOKENIZER", "digest": "-"}
-    codes = {"files": {"train": "CODES", "val": "VAL_CODES"}, "digests": {}}
+    codes = {"files": {"train": "CODES", "val": "VAL_CODES"}, "digests": {}, "codebook_checkpoint": "CODEBOOK"}
     configs = {"codebook": p.codebook_config(out / "codebook", data, tok)}
     for strategy in p.cfg["mixed"]["strategies"]:
         configs[f"mixed/{strategy}"] = p.mixed_config(strategy, out / "mixed" / strategy, data, tok, codes)

@@ -48,10 +48,10 @@ def _stop_before_mixed_fit():
 
     launch = pipeline._cli
 
-    def guarded(*args):
+    def guarded(*args, **kwargs):
         if tuple(map(str, args[:2])) == ("mixed", "fit"):
             raise _Stage2Ready(tuple(map(str, args)))
-        return launch(*args)
+        return launch(*args, **kwargs)
 
     pipeline._cli = guarded
     try:
