@@ -41,7 +41,7 @@ from lm_latent.data.maze.world import Maze, parse_prompt
 from lm_latent.data.tokenization import prompt_text
 from lm_latent.evaluation.answers import after_last, resolve_task
 from lm_latent.evaluation.callbacks import AccuracyCallback, _cell
-from lm_latent.evaluation.metrics import first_per_key
+from lm_latent.evaluation.metrics import cat_state, first_per_key
 
 # Per-maze integer counts, summed or averaged over unique mazes in MazeScores.compute().
 COUNTS = (
@@ -72,14 +72,7 @@ class MazeScores(Metric):
             getattr(self, k).append(v)
 
     def _columns(self) -> dict[str, Tensor]:
-        def cat(state) -> Tensor:
-            if isinstance(state, Tensor):  # already concatenated by the distributed sync
-                return state.reshape(-1).long()
-            if not state:
-                return torch.zeros(0, dtype=torch.long, device=self.device)
-            return torch.cat([s.reshape(-1) for s in state]).long()
-
-        columns = {k: cat(getattr(self, k)) for k in ("keys", *COUNTS)}
+        columns = {k: cat_state(getattr(self, k), self.device) for k in ("keys", *COUNTS)}
         keep = first_per_key(columns["keys"])
         return {k: v[keep] for k, v in columns.items()}
 

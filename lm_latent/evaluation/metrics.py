@@ -17,6 +17,16 @@ from torch import Tensor
 from torchmetrics import Metric
 
 
+
+def cat_state(state, device) -> Tensor:
+    """A list ("cat") metric state as one flat long tensor, before or after the distributed sync
+    (which concatenates the list into one tensor)."""
+    if isinstance(state, Tensor):
+        return state.reshape(-1).long()
+    if not state:
+        return torch.zeros(0, dtype=torch.long, device=device)
+    return torch.cat([s.reshape(-1) for s in state]).long()
+
 class GenerationAccuracy(Metric):
     """Accuracy and mean generated length over unique examples.
 
@@ -50,14 +60,7 @@ class GenerationAccuracy(Metric):
         self.latent_tokens.append(values[3])
 
     def _unique(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        def cat(state) -> Tensor:
-            if isinstance(state, Tensor):  # already concatenated by the distributed sync
-                return state.reshape(-1).long()
-            if not state:
-                return torch.zeros(0, dtype=torch.long, device=self.device)
-            return torch.cat([s.reshape(-1) for s in state]).long()
-
-        keys, correct, tokens, latent = (cat(s) for s in (self.keys, self.correct, self.tokens, self.latent_tokens))
+        keys, correct, tokens, latent = (cat_state(s, self.device) for s in (self.keys, self.correct, self.tokens, self.latent_tokens))
         keep = first_per_key(keys)
         return keys[keep], correct[keep], tokens[keep], latent[keep]
 
