@@ -12,7 +12,9 @@ for each way of using the machine, all in one run so the ratios share its condit
 - ``compiled_1thread``: ``torch.compile`` (inductor), one thread, compile time excluded;
 - ``side_by_side_2procs``: two processes of one thread each, started together; the reported rate
   is both processes' tokens over the wall time of the slower one (what two strategies fine-tuned at
-  once get from the machine).
+  once get from the machine);
+- ``side_by_side_3procs``: three such processes on the two cores (the default's three strategies
+  fine-tuned at once, so that no core idles while the last one trains alone).
 
 Token values do not change the arithmetic, so random ids stand in for data. Each number is the
 median over timed rounds after warm-up steps.
@@ -80,16 +82,14 @@ def _child(args, threads: int, compile_: bool) -> list[str]:
     ]
 
 
-def _run(cmds: list[list[str]]) -> tuple[list[float], float]:
-    """Start ``cmds`` together; each prints its tokens/s. Returns the rates and the wall time."""
+def _run(cmds: list[list[str]]) -> list[float]:
+    """Start ``cmds`` together; each prints its tokens/s. Returns the rates."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    t0 = time.perf_counter()
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True, env=env) for c in cmds]
     outs = [p.communicate()[0] for p in procs]
-    wall = time.perf_counter() - t0
     if any(p.returncode for p in procs):
         raise SystemExit(f"a worker failed: {[p.returncode for p in procs]}")
-    return [float(json.loads(o.strip().splitlines()[-1])["tokens_per_s"]) for o in outs], wall
+    return [float(json.loads(o.strip().splitlines()[-1])["tokens_per_s"]) for o in outs]
 
 
 def main() -> int:
@@ -100,6 +100,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile row (it needs a C++ compiler)")
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -110,20 +111,22 @@ def main() -> int:
 
     print(machine_line())
     rates = {}
-    rates["eager_1thread"] = _run([_child(args, 1, False)])[0][0]
-    rates["eager_2threads"] = _run([_child(args, 2, False)])[0][0]
-    rates["compiled_1thread"] = _run([_child(args, 1, True)])[0][0]
-    pair, _ = _run([_child(args, 1, False), _child(args, 1, False)])
-    # Both ran the same number of timed steps; the pair's rate is limited by the slower process.
-    rates["side_by_side_2procs"] = 2 * min(pair)
+    rates["eager_1thread"] = _run([_child(args, 1, False)])[0]
+    rates["eager_2threads"] = _run([_child(args, 2, False)])[0]
+    if not args.no_compile:
+        rates["compiled_1thread"] = _run([_child(args, 1, True)])[0]
+    for n in (2, 3):
+        # All ran the same number of timed steps; together they go as fast as the slowest one.
+        rates[f"side_by_side_{n}procs"] = n * min(_run([_child(args, 1, False)] * n))
     base = rates["eager_1thread"]
     print(f"{'setting':<22}{'tokens/s':>10}{'vs 1 thread':>13}")
     for name, r in rates.items():
         print(f"{name:<22}{r:>10.0f}{r / base:>12.2f}x")
     ratios = {
         "two_threads_vs_one": round(rates["eager_2threads"] / base, 3),
-        "compiled_vs_eager": round(rates["compiled_1thread"] / base, 3),
+        **({} if args.no_compile else {"compiled_vs_eager": round(rates["compiled_1thread"] / base, 3)}),
         "side_by_side_vs_two_threads": round(rates["side_by_side_2procs"] / rates["eager_2threads"], 3),
+        "three_procs_vs_two": round(rates["side_by_side_3procs"] / rates["side_by_side_2procs"], 3),
     }
     print_json("cpu_parallelism", {"tokens_per_s": {k: round(v) for k, v in rates.items()}, "ratios": ratios}, args)
     return 0

@@ -131,3 +131,10 @@ def test_bench_train_mixed():
                     "--rounds", "1")
     assert len(out["rounds_bare"]) == len(out["rounds_lightning"]) == 1
     assert_ratios(out, "bare_tokens_per_s", "lightning_tokens_per_s", "ratio_lightning_over_bare")
+
+
+def test_bench_cpu_parallelism():
+    out = run_bench("bench_cpu_parallelism", "--steps", "1", "--rounds", "1", "--warmup", "1",
+                    "--batch", "2", "--seq", "16", "--no-compile")
+    assert set(out["tokens_per_s"]) == {"eager_1thread", "eager_2threads", "side_by_side_2procs", "side_by_side_3procs"}
+    assert_ratios(out["ratios"], "two_threads_vs_one", "side_by_side_vs_two_threads", "three_procs_vs_two")

@@ -60,8 +60,9 @@ class Pipeline:
         self.out = Path(out).resolve()
         self.force = force
         self.tb_dir = self.out / "tensorboard"
-        # Strategies fine-tuned side by side (CPU machines: one process per core beats one process
-        # with two threads for models this small; BENCHMARKS.md measures it). 1 = one after another.
+        # Strategies fine-tuned side by side (CPU machines: single-thread processes side by side beat
+        # one process with several threads for models this small; BENCHMARKS.md measures it), each
+        # with cores // parallel threads, at least one. 1 = one after another.
         self.parallel = max(1, int(self.cfg["mixed"].get("parallel", 1)))
         self.threads_per_run = max(1, (os.cpu_count() or 1) // self.parallel) if self.parallel > 1 else None
 
