@@ -10,6 +10,13 @@ one; ``conclusion``, the share whose last step ("Alex is not happy.") is right; 
 share whose answer agrees with the model's own conclusion and the query (is the final True/False
 comparison learned, apart from the chain). ``--official FILE`` also scores a staged file. One thread
 per process: run two probes side by side on a 2-core machine. RESULTS.md records what they measured.
+
+``--curriculum`` trains on easier variants first (Saparov et al. 2025's depth curriculum): a JSON list
+of option overrides, each applied over ``--opts``; training moves to the next stage, and finally to
+``--opts`` itself, once the current stage's held-out accuracy reaches ``--advance-at``:
+
+    .venv/bin/python experiments/probes/logic_learning.py --opts '{"hops": 3, "branches": 0}' \
+        --curriculum '[{"hops": 1}, {"hops": 2}]' --advance-at 0.95 --minutes 30
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n", type=int, default=60000, help="training problems (generated once, cycled)")
     p.add_argument("--minutes", type=float, default=10, help="training time (evaluation not counted)")
     p.add_argument("--total-steps", type=int, default=3000, help="length of the cosine schedule")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: only --minutes)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--warmup", type=int, default=100)
@@ -48,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=300)
     p.add_argument("--official", default="", help="a staged file to score as well")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--curriculum", default="[]", help="JSON list of easier option overrides, trained first")
+    p.add_argument("--advance-at", type=float, default=0.95, help="held-out accuracy that ends a curriculum stage")
     return p.parse_args()
 
 
@@ -58,15 +68,22 @@ class Probe:
         self.args = args
         tmp = Path(tempfile.mkdtemp(prefix="probe_"))
         options_cls, generate = GENERATORS[args.task]
-        options = options_cls(**json.loads(args.opts))
-        write_json(generate(args.n, 1000 + args.seed, options), tmp / "train.json")
-        write_json(generate(300, 99991, options), tmp / "heldout.json")
-        train = read_examples(args.task, tmp / "train.json")
-        train_tokenizer([full_text(e) for e in train[:5000]], tmp / "tok", vocab_size=512,
+        target = json.loads(args.opts)
+        # One (training set, held-out set) per stage; the last stage is the target variant.
+        stages = [options_cls(**{**target, **override}) for override in json.loads(args.curriculum)]
+        stages.append(options_cls(**target))
+        for i, options in enumerate(stages):
+            write_json(generate(args.n, 1000 + 10 * args.seed + i, options), tmp / f"train{i}.json")
+            write_json(generate(300, 99991 + i, options), tmp / f"heldout{i}.json")
+        train = [read_examples(args.task, tmp / f"train{i}.json") for i in range(len(stages))]
+        train_tokenizer([full_text(e) for e in train[-1][:5000]], tmp / "tok", vocab_size=512,
                         kind=args.tokenizer, split_forms=not args.keep_forms)
         self.tok = load_tokenizer(tmp / "tok")
-        self.train, _ = tokenize_examples(self.tok, train)
-        self.heldout = self._scored(tmp / "heldout.json")
+        self.stages = [tokenize_examples(self.tok, t)[0] for t in train]
+        self.stage_heldout = [self._scored(tmp / f"heldout{i}.json") for i in range(len(stages))]
+        self.stage = 0
+        self.train = self.stages[0]
+        self.heldout = self.stage_heldout[-1]
         self.official = self._scored(Path(args.official)) if args.official else None
         cfg = LlamaConfig(
             vocab_size=len(self.tok), hidden_size=args.d, intermediate_size=3 * args.d,
@@ -126,7 +143,7 @@ class Probe:
         random.Random(a.seed).shuffle(order)
         step, tokens, loss_avg, t0 = 0, 0, None, time.time()
         model.train()
-        while time.time() - t0 < a.minutes * 60:
+        while time.time() - t0 < a.minutes * 60 and not (a.max_steps and step >= a.max_steps):
             first = (step * a.batch) % len(order)
             ids, mask, labels = self.batch([self.train[k] for k in order[first : first + a.batch]])
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -140,6 +157,13 @@ class Probe:
             if step % a.eval_every == 0:
                 t_eval = time.time()
                 self.report(f"step {step} ({step * a.batch} problems, {tokens / (t_eval - t0):.0f} tok/s) loss {loss_avg:.3f}")
+                if self.stage < len(self.stages) - 1:
+                    reached = self.evaluate(self.stage_heldout[self.stage])["accuracy"]
+                    print(f"  curriculum stage {self.stage}: held-out accuracy {reached:.3f}", flush=True)
+                    if reached >= a.advance_at:
+                        self.stage += 1
+                        self.train = self.stages[self.stage]
+                        print(f"  -> stage {self.stage} from step {step}", flush=True)
                 t0 += time.time() - t_eval  # evaluation time does not count against the budget
         self.report(f"final step {step} loss {loss_avg:.3f}")
 
