@@ -8,7 +8,9 @@ three seeds are too few for the deviation alone to mean much.
 
 For ProsQA and ProntoQA sets the summary adds the chain checks of
 :mod:`lm_latent.evaluation.chains` (computed from each run's per-example file, `eval/<strategy>/<set>.json`):
-what the generated chains got right besides the answer. ``--plot PNG`` draws accuracy against generated
+what the generated chains got right besides the answer. Every strategy is also compared with ``cot``
+(where the runs have it) problem by problem, pooled over the seeds: McNemar's exact test and the
+accuracy difference with a 95% interval (:mod:`lm_latent.evaluation.paired`). ``--plot PNG`` draws accuracy against generated
 tokens over the seeds (means with one-standard-deviation error bars, 0-100% axis, chance levels), as
 `lm-latent run` does for one run.
 """
@@ -25,6 +27,7 @@ from typing import Any
 from lm_latent.pipeline.report import set_tasks
 
 FIELDS = ("accuracy", "mean_generated_tokens", "mean_latent_tokens")
+BASELINE = "cot"  # the strategy every other one is compared with, problem by problem
 CODEBOOK_FIELDS = ("token_accuracy", "token_accuracy_random_codes", "greedy_exact_chunk_accuracy", "greedy_token_accuracy",
                    "greedy_exact_chunk_accuracy_random_codes", "greedy_token_accuracy_random_codes", "usage", "perplexity")
 
@@ -103,8 +106,44 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
                 chains.setdefault(strategy, {})[task] = {k: _stats([p[k] for p in per_run]) for k in checks}
     codebook = {f: _stats([float(r["codebook"][f]) for r in runs]) for f in CODEBOOK_FIELDS if f in first["codebook"]}
     return {"experiment": first["experiment"], "seeds": [r.get("seed") for r in runs], "codebook": codebook, "runs": table,
-            "chains": chains, "figures": figures,
+            "chains": chains, "figures": figures, "paired": paired_against(runs, BASELINE),
             "tasks": set_tasks(first["runs"], Path(first["dir"]) if "dir" in first else None)}
+
+
+def paired_against(runs: list[dict], baseline: str) -> dict[str, dict[str, dict]]:
+    """Every other strategy against ``baseline`` on each set, problem by problem, pooled over the runs
+    (each run's per-example file, `eval/<strategy>/<set>.json`, paired by the example's index)."""
+    from lm_latent.evaluation.paired import compare
+
+    first = runs[0]
+    if baseline not in first["runs"] or not all("dir" in r for r in runs):
+        return {}
+    out: dict[str, dict[str, dict]] = {}
+    for strategy, tasks in first["runs"].items():
+        if strategy == baseline:
+            continue
+        for task in tasks:
+            ours, theirs = [], []
+            for r in runs:
+                a, b = (_outcomes(Path(r["dir"]) / "eval" / s / f"{task}.json") for s in (strategy, baseline))
+                if a is None or b is None or a.keys() != b.keys():
+                    break
+                ours += [a[i] for i in sorted(a)]
+                theirs += [b[i] for i in sorted(a)]
+            else:
+                out.setdefault(strategy, {})[task] = {"against": baseline, **compare(ours, theirs).as_dict()}
+    return out
+
+
+def _outcomes(path: Path) -> dict[int, bool] | None:
+    """Example index -> correct, from one per-example results file (None when there is none, or its
+    records do not say which example they are and whether it was right)."""
+    if not path.is_file():
+        return None
+    records = json.loads(path.read_text())["results"]
+    if not all("index" in r and "correct" in r for r in records):
+        return None
+    return {int(r["index"]): bool(r["correct"]) for r in records}
 
 
 def _chain_rates(path: Path) -> dict[str, float] | None:
@@ -151,6 +190,16 @@ def markdown(summary: dict[str, Any]) -> str:
         for strategy, tasks in figures.items():
             for task, values in tasks.items():
                 lines += [f"| {strategy} | {task} | {name} | {cell(s, 'tokens' not in name)} |" for name, s in values.items()]
+    paired = summary.get("paired") or {}
+    if paired:
+        lines += ["", f"Paired against {BASELINE}, problem by problem, pooled over the seeds (b: only this strategy right; "
+                  f"c: only {BASELINE} right; difference in accuracy points with a 95% interval; McNemar's exact p):", "",
+                  "| strategy | eval set | pairs | b | c | difference | McNemar p |", "|---|---|---:|---:|---:|---|---:|"]
+        for strategy, tasks in paired.items():
+            for task, t in tasks.items():
+                lo, hi = t["ci95"]
+                lines.append(f"| {strategy} | {task} | {t['n']} | {t['first_only']} | {t['second_only']} | "
+                             f"{100 * t['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {t['p_value']:.3g} |")
     cb = summary["codebook"]
     if cb:
         lines += ["", "| codebook (held out) | value |", "|---|---|"]
