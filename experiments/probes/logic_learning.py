@@ -54,6 +54,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--keep-forms", action="store_true", help="word tokenizer without capital/plural marks")
     p.add_argument("--sol-only", action="store_true", help="train prompt -> answer (no chain of thought)")
     p.add_argument("--eval-every", type=int, default=300)
+    p.add_argument("--show", type=int, default=0, help="print this many held-out generations at each evaluation")
     p.add_argument("--official", default="", help="a staged file to score as well")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--curriculum", default="[]", help="JSON list of easier option overrides, trained first")
@@ -128,7 +129,10 @@ class Probe:
             out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=pad,
                                       max_new_tokens=8 if self.args.sol_only else 110, eos_token_id=self.tok.eos_token_id)
             for j, ex in enumerate(examples[start : start + len(prompts)]):
-                counts_add(counts, self.tok.decode(out[j, width:], skip_special_tokens=True), ex)
+                generated = self.tok.decode(out[j, width:], skip_special_tokens=True)
+                counts_add(counts, generated, ex)
+                if start + j < self.args.show:
+                    print(f"  [{start + j}] {ex.question!r}\n    gold {chr(10).join(ex.steps)!r} -> {ex.answer}\n    got  {generated!r}")
         self.model.train()
         return {k: v / len(tokenized) for k, v in counts.items()}
 
