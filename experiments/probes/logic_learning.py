@@ -57,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--show", type=int, default=0, help="print this many held-out generations at each evaluation")
     p.add_argument("--official", default="", help="a staged file to score as well")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", default="", help="write the trained model's weights here (a .pt state dict)")
     p.add_argument("--curriculum", default="[]", help="JSON list of easier option overrides, trained first")
     p.add_argument("--advance-at", type=float, default=0.95, help="held-out accuracy that ends a curriculum stage")
     return p.parse_args()
@@ -170,6 +171,8 @@ class Probe:
                         print(f"  -> stage {self.stage} from step {step}", flush=True)
                 t0 += time.time() - t_eval  # evaluation time does not count against the budget
         self.report(f"final step {step} loss {loss_avg:.3f}")
+        if a.save:
+            torch.save(model.state_dict(), a.save)
 
     def report(self, head: str) -> None:
         line = head + " | held-out " + _fmt(self.evaluate(self.heldout))

@@ -10,9 +10,9 @@ For ProsQA and ProntoQA sets the summary adds the chain checks of
 :mod:`lm_latent.evaluation.chains` (computed from each run's per-example file, `eval/<strategy>/<set>.json`):
 what the generated chains got right besides the answer. Every strategy is also compared with ``cot``
 (where the runs have it) problem by problem, pooled over the seeds: McNemar's exact test and the
-accuracy difference with a 95% interval (:mod:`lm_latent.evaluation.paired`). ``--plot PNG`` draws accuracy against generated
-tokens over the seeds (means with one-standard-deviation error bars, 0-100% axis, chance levels), as
-`lm-latent run` does for one run.
+accuracy difference with a 95% interval (:mod:`lm_latent.evaluation.paired`). ``--plot PNG`` draws
+accuracy against generated tokens over the seeds (means with one-standard-deviation error bars,
+0-100% axis, chance levels), as `lm-latent run` does for one run.
 """
 
 from __future__ import annotations
