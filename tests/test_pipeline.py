@@ -267,10 +267,11 @@ def test_changed_evaluation_reruns_only_the_evaluation(tiny_run: TinyRun, tmp_pa
     after = stage_markers(run)
     redone = {s for s in STAGES if after[s] != before[s]}
     assert redone == {f"eval/{s}" for s in STRATEGIES}
-    assert _stage_commands(res.stdout) == [
+    # The strategies' stages run side by side (mixed.parallel), so their commands come in either order.
+    assert sorted(_stage_commands(res.stdout)) == sorted(
         f"mixed test --config {run}/eval/{s}/config.yaml --ckpt_path {tiny_run.dir}/mixed/{s}/checkpoints/last.ckpt"
         for s in STRATEGIES
-    ]
+    )
     results = read_json(run / "results.json")
     for strategy in STRATEGIES:
         for name in EVAL_SETS:
