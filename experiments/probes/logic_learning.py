@@ -58,6 +58,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--official", default="", help="a staged file to score as well")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", default="", help="write the trained model's weights here (a .pt state dict)")
+    p.add_argument("--init", default="", help="start from weights written by --save (same options, same tokenizer)")
+    p.add_argument("--start-stage", type=int, default=0, help="curriculum stage to start in (with --init)")
     p.add_argument("--curriculum", default="[]", help="JSON list of easier option overrides, trained first")
     p.add_argument("--advance-at", type=float, default=0.95, help="held-out accuracy that ends a curriculum stage")
     return p.parse_args()
@@ -83,8 +85,6 @@ class Probe:
         self.tok = load_tokenizer(tmp / "tok")
         self.stages = [tokenize_examples(self.tok, t)[0] for t in train]
         self.stage_heldout = [self._scored(tmp / f"heldout{i}.json") for i in range(len(stages))]
-        self.stage = 0
-        self.train = self.stages[0]
         self.heldout = self.stage_heldout[-1]
         self.official = self._scored(Path(args.official)) if args.official else None
         cfg = LlamaConfig(
@@ -94,6 +94,10 @@ class Probe:
             eos_token_id=self.tok.eos_token_id, bos_token_id=self.tok.eos_token_id,
         )
         self.model = LlamaForCausalLM(cfg)
+        if args.init:
+            self.model.load_state_dict(torch.load(args.init, weights_only=True))
+        self.stage = args.start_stage
+        self.train = self.stages[self.stage]
 
     def _scored(self, path: Path):
         examples = read_examples(self.args.task, path)
