@@ -17,7 +17,6 @@ from torch import Tensor
 from torchmetrics import Metric
 
 
-
 def cat_state(state, device) -> Tensor:
     """A list ("cat") metric state as one flat long tensor, before or after the distributed sync
     (which concatenates the list into one tensor)."""
@@ -26,6 +25,7 @@ def cat_state(state, device) -> Tensor:
     if not state:
         return torch.zeros(0, dtype=torch.long, device=device)
     return torch.cat([s.reshape(-1) for s in state]).long()
+
 
 class GenerationAccuracy(Metric):
     """Accuracy and mean generated length over unique examples.

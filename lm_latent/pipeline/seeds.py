@@ -18,6 +18,7 @@ accuracy against generated tokens over the seeds (means with one-standard-deviat
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -79,6 +80,7 @@ def load_runs(dirs: list[Path]) -> list[dict]:
 
 
 def summarize(runs: list[dict]) -> dict[str, Any]:
+    _per_example.cache_clear()  # the files may have changed since the last summary in this process
     first = runs[0]
     from lm_latent.pipeline.run import EXTRA_RESULT_FIELDS
 
@@ -135,12 +137,20 @@ def paired_against(runs: list[dict], baseline: str) -> dict[str, dict[str, dict]
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _per_example(path: Path) -> dict | None:
+    """One per-example results file, read once per summary (chain checks and every pairing use it;
+    `summarize` clears the cache when it starts)."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _outcomes(path: Path) -> dict[int, bool] | None:
     """Example index -> correct, from one per-example results file (None when there is none, or its
     records do not say which example they are and whether it was right)."""
-    if not path.is_file():
+    data = _per_example(path)
+    if data is None:
         return None
-    records = json.loads(path.read_text())["results"]
+    records = data["results"]
     if not all("index" in r and "correct" in r for r in records):
         return None
     return {int(r["index"]): bool(r["correct"]) for r in records}
@@ -150,10 +160,8 @@ def _chain_rates(path: Path) -> dict[str, float] | None:
     """The chain checks of one per-example results file; None when it is not a ProsQA/ProntoQA set."""
     from lm_latent.evaluation.chains import LOGIC_TASKS, chain_rates
 
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text())
-    if data.get("task") not in LOGIC_TASKS:
+    data = _per_example(path)
+    if data is None or data.get("task") not in LOGIC_TASKS:
         return None
     return chain_rates(data["task"], data["results"])
 
