@@ -73,7 +73,14 @@ PUBLIC_ARCHITECTURES = {
     "Llama-3.1-8B": {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
                      "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256,
                      "max_position_embeddings": 131072, "rope_theta": 500000.0, "tie_word_embeddings": False},
+    # experiments/results/prontoqa_warm.yaml's warm start: the curriculum probe's small Llama
+    # (experiments/probes/logic_learning.py's defaults, the word vocabulary of the official shape).
+    "curriculum_llama": {"model_type": "llama", "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4,
+                         "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 183,
+                         "max_position_embeddings": 512, "tie_word_embeddings": True},
 }
+
+WORD_TOKENIZED = {"curriculum_llama"}
 
 # A Lightning stage runs here on one CPU process, loading data in it, whatever the file asks for;
 # the file's own trainer block is validated on its own (see _check_trainer_block).
@@ -139,9 +146,17 @@ class StandIns:
 
             out = self.root / "pretrained" / name
             out.mkdir(parents=True)
-            for f in self.tokenizer_dir.iterdir():
-                (out / f.name).write_bytes(f.read_bytes())
             spec = dict(PUBLIC_ARCHITECTURES[name])
+            if name in WORD_TOKENIZED:  # a word vocabulary, as the model was trained with (BPE makes it too long)
+                from lm_latent.data.readers import read_examples
+                from lm_latent.data.tokenization import full_text, load_tokenizer, train_tokenizer
+
+                train_tokenizer((full_text(e) for e in read_examples("prontoqa", self.data_file("prontoqa"))),
+                                out, kind="word")
+                spec["vocab_size"] = max(spec["vocab_size"], len(load_tokenizer(out)))
+            else:
+                for f in self.tokenizer_dir.iterdir():
+                    (out / f.name).write_bytes(f.read_bytes())
             AutoConfig.for_model(spec.pop("model_type"), **spec).save_pretrained(out)
             self._pretrained[name] = out
         return self._pretrained[name]

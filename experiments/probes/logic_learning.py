@@ -1,6 +1,6 @@
-"""Learning probe: how fast does a small Llama, trained from scratch, learn a generated ProntoQA/ProsQA
-variant? A plain PyTorch loop (no Lightning, no codebook) over the project's generators and tokenizers,
-so a data or tokenizer option can be tried in minutes before it goes into an experiment file.
+"""Learning probe: how fast does a small Llama, trained from scratch, learn a generated ProntoQA, ProsQA
+or maze variant? A plain PyTorch loop (no Lightning, no codebook) over the project's generators and
+tokenizers, so a data or tokenizer option can be tried in minutes before it goes into an experiment file.
 
     .venv/bin/python experiments/probes/logic_learning.py --opts '{"hops": 2, "branches": 0}' --minutes 8
 
@@ -8,20 +8,28 @@ Every ``--eval-every`` steps it greedily decodes 300 held-out problems of the sa
 seed) and prints: answer accuracy; ``chain``, the share whose chain of thought is exactly the gold
 one; ``conclusion``, the share whose last step ("Alex is not happy.") is right; ``consistent``, the
 share whose answer agrees with the model's own conclusion and the query (is the final True/False
-comparison learned, apart from the chain). ``--official FILE`` also scores a staged file. One thread
+comparison learned, apart from the chain). For mazes (``--task maze --tokenizer maze``), held out by
+layout: ``accuracy`` is a feasible greedy plan, ``chain`` the exact A* trace, ``conclusion`` an optimal
+plan and ``consistent`` a well-formed one. ``--official FILE`` also scores a staged file. One thread
 per process: run two probes side by side on a 2-core machine. RESULTS.md records what they measured.
 
 ``--curriculum`` trains on easier variants first (Saparov et al. 2025's depth curriculum): a JSON list
 of option overrides, each applied over ``--opts``; training moves to the next stage, and finally to
-``--opts`` itself, once the current stage's held-out accuracy reaches ``--advance-at``:
+``--opts`` itself, once the current stage's held-out accuracy reaches ``--advance-at`` (``--mix``
+trains on all of them at once instead, in equal shares):
 
     .venv/bin/python experiments/probes/logic_learning.py --opts '{"hops": 3, "branches": 0}' \
         --curriculum '[{"hops": 1}, {"hops": 2}]' --advance-at 0.95 --minutes 30
+
+``--save DIR`` keeps the model and its tokenizer as a Hugging Face directory (rewritten at every
+evaluation), which ``--init`` continues from, on another variant too, and which an experiment can
+fine-tune from (``mixed.model.lm.pretrained``; experiments/results/prontoqa_warm.yaml).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
@@ -50,17 +58,29 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--tokenizer", default="word", choices=("word", "bpe"))
+    p.add_argument("--tokenizer", default="word", choices=("word", "bpe", "maze"))
     p.add_argument("--keep-forms", action="store_true", help="word tokenizer without capital/plural marks")
     p.add_argument("--sol-only", action="store_true", help="train prompt -> answer (no chain of thought)")
+    p.add_argument("--max-new", type=int, default=0, help="tokens generated per held-out problem (0: 8 with --sol-only, else 110)")
     p.add_argument("--eval-every", type=int, default=300)
     p.add_argument("--show", type=int, default=0, help="print this many held-out generations at each evaluation")
     p.add_argument("--official", default="", help="a staged file to score as well")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", default="", help="write the trained model's weights here (a .pt state dict)")
-    p.add_argument("--init", default="", help="start from weights written by --save (same options, same tokenizer)")
+    p.add_argument("--save", default="",
+                   help="a directory: the model and its tokenizer as a Hugging Face model directory, rewritten at"
+                        " every evaluation (so a stopped probe keeps its last one); `mixed.model.lm.pretrained` and"
+                        " `tokenizer.path` of an experiment can point at it")
+    p.add_argument("--init", default="",
+                   help="start from a --save directory (or a .pt state dict with --init-tokenizer); when the target"
+                        " variant's words differ, embedding rows are carried over by token string")
+    p.add_argument("--init-tokenizer", default="", help="the tokenizer of a .pt --init")
+    p.add_argument("--stop-at", type=float, default=0.0,
+                   help="stop once the target's held-out accuracy reaches this (0: never)")
     p.add_argument("--start-stage", type=int, default=0, help="curriculum stage to start in (with --init)")
     p.add_argument("--curriculum", default="[]", help="JSON list of easier option overrides, trained first")
+    p.add_argument("--mix", action="store_true",
+                   help="train on the --curriculum variants and the target at once, an equal share of --n each,"
+                        " instead of one after another")
     p.add_argument("--advance-at", type=float, default=0.95, help="held-out accuracy that ends a curriculum stage")
     return p.parse_args()
 
@@ -78,7 +98,11 @@ class Probe:
         stages.append(options_cls(**target))
         for i, options in enumerate(stages):
             write_json(generate(args.n, 1000 + 10 * args.seed + i, options), tmp / f"train{i}.json")
-            write_json(generate(300, 99991 + i, options), tmp / f"heldout{i}.json")
+            if hasattr(options, "split"):  # mazes: held-out layouts never occur in training
+                options_heldout = dataclasses.replace(options, split="test")
+            else:
+                options_heldout = options
+            write_json(generate(300, 99991 + i, options_heldout), tmp / f"heldout{i}.json")
         train = [read_examples(args.task, tmp / f"train{i}.json") for i in range(len(stages))]
         train_tokenizer([full_text(e) for e in train[-1][:5000]], tmp / "tok", vocab_size=512,
                         kind=args.tokenizer, split_forms=not args.keep_forms)
@@ -95,9 +119,21 @@ class Probe:
         )
         self.model = LlamaForCausalLM(cfg)
         if args.init:
-            self.model.load_state_dict(torch.load(args.init, weights_only=True))
+            if Path(args.init).is_dir():
+                state = LlamaForCausalLM.from_pretrained(args.init).state_dict()
+                old_tok = load_tokenizer(args.init)
+            else:
+                state = torch.load(args.init, weights_only=True)
+                old_tok = load_tokenizer(args.init_tokenizer) if args.init_tokenizer else self.tok
+            if old_tok.get_vocab() != self.tok.get_vocab():
+                state = transplant_vocabulary(state, old_tok, self.tok, self.model)
+            self.model.load_state_dict(state)
         self.stage = args.start_stage
         self.train = self.stages[self.stage]
+        if args.mix:  # one shuffled set: n / (stages) problems of each variant; no stage to advance
+            share = args.n // len(self.stages)
+            self.train = [x for stage in self.stages for x in stage[:share]]
+            self.stage = len(self.stages) - 1
 
     def _scored(self, path: Path):
         examples = read_examples(self.args.task, path)
@@ -132,10 +168,13 @@ class Probe:
                 ids[j, width - len(p):] = torch.tensor(p)
                 mask[j, width - len(p):] = 1
             out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=pad,
-                                      max_new_tokens=8 if self.args.sol_only else 110, eos_token_id=self.tok.eos_token_id)
+                                      max_new_tokens=self.args.max_new or (8 if self.args.sol_only else 110), eos_token_id=self.tok.eos_token_id)
             for j, ex in enumerate(examples[start : start + len(prompts)]):
                 generated = self.tok.decode(out[j, width:], skip_special_tokens=True)
-                counts_add(counts, generated, ex)
+                if self.args.task == "maze":
+                    maze_counts_add(counts, generated, ex)
+                else:
+                    counts_add(counts, generated, ex)
                 if start + j < self.args.show:
                     print(f"  [{start + j}] {ex.question!r}\n    gold {chr(10).join(ex.steps)!r} -> {ex.answer}\n    got  {generated!r}")
         self.model.train()
@@ -165,7 +204,10 @@ class Probe:
             loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
             if step % a.eval_every == 0:
                 t_eval = time.time()
-                self.report(f"step {step} ({step * a.batch} problems, {tokens / (t_eval - t0):.0f} tok/s) loss {loss_avg:.3f}")
+                reached = self.report(f"step {step} ({step * a.batch} problems, {tokens / (t_eval - t0):.0f} tok/s) loss {loss_avg:.3f}")
+                self.save()
+                if a.stop_at and self.stage == len(self.stages) - 1 and reached >= a.stop_at:
+                    break
                 if self.stage < len(self.stages) - 1:
                     reached = self.evaluate(self.stage_heldout[self.stage])["accuracy"]
                     print(f"  curriculum stage {self.stage}: held-out accuracy {reached:.3f}", flush=True)
@@ -175,14 +217,53 @@ class Probe:
                         print(f"  -> stage {self.stage} from step {step}", flush=True)
                 t0 += time.time() - t_eval  # evaluation time does not count against the budget
         self.report(f"final step {step} loss {loss_avg:.3f}")
-        if a.save:
-            torch.save(model.state_dict(), a.save)
+        self.save()
 
-    def report(self, head: str) -> None:
-        line = head + " | held-out " + _fmt(self.evaluate(self.heldout))
+    def save(self) -> None:
+        if self.args.save:
+            self.model.save_pretrained(self.args.save)
+            self.tok.save_pretrained(self.args.save)
+
+    def report(self, head: str) -> float:
+        """Print the target's held-out (and official) scores; return the held-out accuracy."""
+        scores = self.evaluate(self.heldout)
+        line = head + " | held-out " + _fmt(scores)
         if self.official:
             line += " | official " + _fmt(self.evaluate(self.official))
         print(line, flush=True)
+        return scores["accuracy"]
+
+
+def transplant_vocabulary(state: dict, old_tok, new_tok, model) -> dict:
+    """Re-index the (tied) embedding rows of ``state`` from ``old_tok``'s ids to ``new_tok``'s, by token
+    string, so a model can move on to a variant whose word list differs; unseen tokens keep ``model``'s
+    fresh rows."""
+    key = "model.embed_tokens.weight"
+    old_rows, rows = state[key], model.state_dict()[key].clone()
+    old_vocab = old_tok.get_vocab()
+    carried = 0
+    for token, new_id in new_tok.get_vocab().items():
+        if token in old_vocab:
+            rows[new_id] = old_rows[old_vocab[token]]
+            carried += 1
+    print(f"vocabulary: {carried} of {len(new_tok)} token rows carried over from --init", flush=True)
+    state = dict(state, **{key: rows})
+    if "lm_head.weight" in state:
+        state["lm_head.weight"] = rows
+    return state
+
+
+def maze_counts_add(counts: dict[str, int], generated: str, ex) -> None:
+    """Greedy plan scores: ``accuracy`` is feasibility; ``chain`` the exact A* trace; ``conclusion``
+    an optimal plan; ``consistent`` a well-formed plan (feasible or not)."""
+    from lm_latent.data.maze.world import parse_prompt
+    from lm_latent.evaluation.maze import _optimal_moves, score_plan
+
+    scores = score_plan(parse_prompt(ex.question), generated, _optimal_moves(ex))
+    counts["accuracy"] += scores["feasible"]
+    counts["chain"] += generated.startswith("\n".join(ex.steps))
+    counts["conclusion"] += scores["optimal"]
+    counts["consistent"] += scores["moves"] is not None
 
 
 def counts_add(counts: dict[str, int], generated: str, ex) -> None:
