@@ -57,8 +57,12 @@ def test_summarize_pools_seeds_problem_by_problem(tmp_path, capsys):
     assert "| latent_ar | valid | 8 | 3 | 1 | +25.0 [" in capsys.readouterr().out
 
 
-def test_no_paired_rows_without_per_example_files(tmp_path):
-    dirs = [write_run(tmp_path / f"s{s}", s, 0.5, 10.0) for s in (0, 1)]
+def test_a_seed_without_per_example_files_is_reported_not_dropped(tmp_path, capsys):
+    dirs = [write_run(tmp_path / f"s{s}", s, 0.5, 10.0, n=4) for s in (0, 1)]
+    _per_example(dirs[0], "latent_ar", "valid", [True, True, False, False])
+    _per_example(dirs[0], "cot", "valid", [True, False, False, True])  # seed 1 has none
     out = tmp_path / "summary.json"
     assert main(["summarize", *map(str, dirs), "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["paired"] == {}
+    t = json.loads(out.read_text())["paired"]["latent_ar"]["valid"]
+    assert "n" not in t and t["not_paired"] == f"{dirs[1]}: no per-example results"
+    assert f"| latent_ar | valid | - | - | - | not paired ({dirs[1]}: no per-example results) | - |" in capsys.readouterr().out

@@ -125,15 +125,18 @@ def paired_against(runs: list[dict], baseline: str) -> dict[str, dict[str, dict]
         if strategy == baseline:
             continue
         for task in tasks:
-            ours, theirs = [], []
+            ours, theirs, missing = [], [], None
             for r in runs:
                 a, b = (_outcomes(Path(r["dir"]) / "eval" / s / f"{task}.json") for s in (strategy, baseline))
                 if a is None or b is None or a.keys() != b.keys():
+                    # Said in the summary, not dropped in silence: a pairing needs every seed's examples.
+                    missing = f"{r['dir']}: " + ("no per-example results" if a is None or b is None
+                                                 else "the two strategies scored different examples")
                     break
                 ours += [a[i] for i in sorted(a)]
                 theirs += [b[i] for i in sorted(a)]
-            else:
-                out.setdefault(strategy, {})[task] = {"against": baseline, **compare(ours, theirs).as_dict()}
+            result = {"not_paired": missing} if missing else compare(ours, theirs).as_dict()
+            out.setdefault(strategy, {})[task] = {"against": baseline, **result}
     return out
 
 
@@ -205,6 +208,9 @@ def markdown(summary: dict[str, Any]) -> str:
                   "| strategy | eval set | pairs | b | c | difference | McNemar p |", "|---|---|---:|---:|---:|---|---:|"]
         for strategy, tasks in paired.items():
             for task, t in tasks.items():
+                if "not_paired" in t:
+                    lines.append(f"| {strategy} | {task} | - | - | - | not paired ({t['not_paired']}) | - |")
+                    continue
                 lo, hi = t["ci95"]
                 lines.append(f"| {strategy} | {task} | {t['n']} | {t['first_only']} | {t['second_only']} | "
                              f"{100 * t['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {t['p_value']:.3g} |")
