@@ -15,8 +15,7 @@ per process: run two probes side by side on a 2-core machine. RESULTS.md records
 
 ``--curriculum`` trains on easier variants first (Saparov et al. 2025's depth curriculum): a JSON list
 of option overrides, each applied over ``--opts``; training moves to the next stage, and finally to
-``--opts`` itself, once the current stage's held-out accuracy reaches ``--advance-at`` (``--mix``
-trains on all of them at once instead, in equal shares):
+``--opts`` itself, once the current stage's held-out accuracy reaches ``--advance-at``:
 
     .venv/bin/python experiments/probes/logic_learning.py --opts '{"hops": 3, "branches": 0}' \
         --curriculum '[{"hops": 1}, {"hops": 2}]' --advance-at 0.95 --minutes 30
@@ -78,9 +77,6 @@ def parse_args() -> argparse.Namespace:
                    help="stop once the target's held-out accuracy reaches this (0: never)")
     p.add_argument("--start-stage", type=int, default=0, help="curriculum stage to start in (with --init)")
     p.add_argument("--curriculum", default="[]", help="JSON list of easier option overrides, trained first")
-    p.add_argument("--mix", action="store_true",
-                   help="train on the --curriculum variants and the target at once, an equal share of --n each,"
-                        " instead of one after another")
     p.add_argument("--advance-at", type=float, default=0.95, help="held-out accuracy that ends a curriculum stage")
     return p.parse_args()
 
@@ -130,10 +126,6 @@ class Probe:
             self.model.load_state_dict(state)
         self.stage = args.start_stage
         self.train = self.stages[self.stage]
-        if args.mix:  # one shuffled set: n / (stages) problems of each variant; no stage to advance
-            share = args.n // len(self.stages)
-            self.train = [x for stage in self.stages for x in stage[:share]]
-            self.stage = len(self.stages) - 1
 
     def _scored(self, path: Path):
         examples = read_examples(self.args.task, path)
