@@ -208,3 +208,14 @@ def test_lr_schedule():
     assert lr_factor("constant", 2, 10, 0.0)(7) == 1.0
     with pytest.raises(ValueError, match="unknown lr_schedule"):
         MixedTokenLM(TINY_LLAMA, tokenizer_dir=".", lr_schedule="step")
+
+
+def test_a_pretrained_model_is_fine_tuned_in_train_mode(tmp_path):
+    """from_pretrained returns eval mode; a fine-tune must not inherit it (dropout would be off)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from lm_latent.finetune.model import build_model
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, resid_pdrop=0.1)).save_pretrained(tmp_path / "m")
+    model = build_model({"pretrained": str(tmp_path / "m")})
+    assert all(m.training for m in model.modules())

@@ -134,7 +134,9 @@ def _load_pretrained(spec: dict[str, Any]):
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
         if spec.get("gguf_file"):
             model = _dequantized_copy(model)
-    return model.to(torch.get_default_device())
+    # from_pretrained hands back eval mode (dropout off) and Lightning keeps the mode it finds: a
+    # fine-tune of a model with dropout (GPT-2: 0.1) would otherwise train without it, silently.
+    return model.to(torch.get_default_device()).train()
 
 
 def _dequantized_copy(model):
