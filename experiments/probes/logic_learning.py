@@ -39,8 +39,10 @@ from pathlib import Path
 import torch
 
 from lm_latent.data.generators import GENERATORS, write_json
+from lm_latent.data.maze.world import parse_prompt
 from lm_latent.data.readers import read_examples
 from lm_latent.data.tokenization import full_text, load_tokenizer, tokenize_examples, train_tokenizer
+from lm_latent.evaluation.maze import _optimal_moves, score_plan
 
 
 def parse_args() -> argparse.Namespace:
@@ -248,9 +250,6 @@ def transplant_vocabulary(state: dict, old_tok, new_tok, model) -> dict:
 def maze_counts_add(counts: dict[str, int], generated: str, ex) -> None:
     """Greedy plan scores: ``accuracy`` is feasibility; ``chain`` the exact A* trace; ``conclusion``
     an optimal plan; ``consistent`` a well-formed plan (feasible or not)."""
-    from lm_latent.data.maze.world import parse_prompt
-    from lm_latent.evaluation.maze import _optimal_moves, score_plan
-
     scores = score_plan(parse_prompt(ex.question), generated, _optimal_moves(ex))
     counts["accuracy"] += scores["feasible"]
     counts["chain"] += generated.startswith("\n".join(ex.steps))
