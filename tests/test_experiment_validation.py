@@ -93,6 +93,8 @@ def test_a_misspelt_key_in_a_stage_block_stops_before_the_data_stage(at_repo, ca
     ("evaluation.sets.prontoqa_valid.file=missing.json", "error: evaluation.sets.prontoqa_valid.file: file not found: missing.json"),
     ("evaluation.sets.x={task: prontoqa, file: '@dev'}", "error: evaluation.sets.x.file: '@dev' names no split the data stage makes"),
     ("evaluation.sets.x.file=@val", "error: override 'evaluation.sets.x.file=@val': not a YAML value"),
+    ("evaluation.sets.prontoqa_valid.strategies=[latent_ar,cott]",
+     "error: evaluation.sets.prontoqa_valid.strategies.1: 'cott' is not one of mixed.strategies"),
 ])
 def test_bad_values_name_their_key(at_repo, capsys, tmp_path, override, expected):
     status, err = _run(capsys, tmp_path, DEFAULT, override)
@@ -101,7 +103,8 @@ def test_bad_values_name_their_key(at_repo, capsys, tmp_path, override, expected
 
 
 @pytest.mark.parametrize("override", ["tokenizer.kind=word", "data.generate.test=10", "evaluation.sets.prontoqa_valid.subset=5",
-                                      "mixed.per_strategy.cot.data.seed=3", "codebook.trainer.callbacks=[]"])
+                                      "mixed.per_strategy.cot.data.seed=3", "codebook.trainer.callbacks=[]",
+                                      "evaluation.sets.prontoqa_valid.strategies=[latent_ar]"])
 def test_keys_the_schema_knows_may_be_added_by_override(at_repo, override):
     from lm_latent.config import load_experiment
     from lm_latent.pipeline.validate import validate_experiment

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lm_latent.data.tokenization import load_tokenizer, prompt_text
-from lm_latent.finetune.generation import Generation, generate, split_generated
+from lm_latent.finetune.generation import ForceLatentCount, Generation, generate, split_generated
 from lm_latent.finetune.model import build_model
 from lm_latent.finetune.vocab import extend_vocabulary
+from lm_latent.mixing.tokens import LatentVocab
 
 LLAMA = {
     "model_type": "llama",
@@ -130,3 +132,50 @@ def test_sampling_is_seeded_and_leaves_global_rng_alone(tiny_tokenizer):
     b = generate(model, tok, prompts, vocab, max_new_tokens=8, do_sample=True, top_k=10, seed=7)
     assert [g.token_ids for g in a] == [g.token_ids for g in b]
     assert model.training is True
+
+
+def test_force_latent_opens_every_row_with_exactly_m_codes(tiny_tokenizer):
+    """The m-forced diagnosis: <boLatent>, m codes the model picks, <eoLatent>, then text only, in every
+    row of a left-padded batch (prompts of different lengths)."""
+    model, tok, vocab = _model(tiny_tokenizer)
+    prompts = [prompt_text(q) for q in QUESTIONS]
+    for m in (1, 3):
+        gens = generate(model, tok, prompts, vocab, max_new_tokens=m + 8, batch_size=4, force_latent=m)
+        for g, prompt in zip(gens, prompts):
+            head = g.token_ids[: m + 2]
+            assert head[0] == vocab.bo_id and head[-1] == vocab.eo_id
+            assert all(vocab.is_latent(t) for t in head[1:-1])
+            assert not any(vocab.is_latent(t) or vocab.is_delimiter(t) for t in g.token_ids[m + 2 :])
+            assert (g.num_latent, g.num_delimiter) == (m, 2)
+            # Which codes is the model's greedy choice among the codes alone.
+            ids = tok(prompt, add_special_tokens=False)["input_ids"] + [vocab.bo_id]
+            with torch.no_grad():
+                logits = model(torch.tensor([ids])).logits[0, -1]
+            first = vocab.first_latent_id
+            assert head[1] == first + int(logits[first : first + vocab.num_codes].argmax())
+    with pytest.raises(ValueError, match="latent tokens"):
+        generate(model, tok, prompts[:1], None, max_new_tokens=4, force_latent=1)
+
+
+def test_force_latent_processor_masks_by_generated_position():
+    vocab = LatentVocab(first_latent_id=10, num_codes=4, bo_id=14, eo_id=15)
+    prompt = torch.zeros((2, 5), dtype=torch.long)
+    scores = torch.zeros((2, 20))
+    scores[:, 11] = 9.0  # a code is the model's favourite everywhere
+
+    def allowed(processor, step: int) -> list[int]:
+        out = processor(torch.cat([prompt, torch.ones((2, step), dtype=torch.long)], dim=1), scores)
+        assert torch.equal(out[0], out[1])
+        return torch.isfinite(out[0]).nonzero().flatten().tolist()
+
+    two = ForceLatentCount(2, vocab, prompt_width=5)
+    assert allowed(two, 0) == [14]
+    assert allowed(two, 1) == allowed(two, 2) == [10, 11, 12, 13]
+    assert allowed(two, 3) == [15]
+    text_only = [i for i in range(20) if not 10 <= i <= 15]
+    assert allowed(two, 4) == allowed(two, 9) == text_only
+    zero = ForceLatentCount(0, vocab, prompt_width=5)
+    assert allowed(zero, 0) == allowed(zero, 3) == text_only
+    assert scores[0, 11] == 9.0  # the caller's scores are left alone
+    with pytest.raises(ValueError, match=">= 0"):
+        ForceLatentCount(-1, vocab, prompt_width=5)

@@ -78,6 +78,9 @@ class AccuracyCallback(Callback):
         results_file: after each evaluation rank 0 writes the metrics, ``seconds_per_example`` and
             every example's result (``last_results``) to this JSON file.
         examples: evaluate these examples instead of reading ``file`` (for programmatic use).
+        force_latent: open every generation with exactly this many latent codes (a diagnosis: accuracy
+            against the number of codes, :class:`~lm_latent.finetune.generation.ForceLatentCount`);
+            None lets the model decide, as it does at test time. Needs a model with latent tokens.
     """
 
     default_dataset: str | None = None
@@ -101,6 +104,7 @@ class AccuracyCallback(Callback):
         synced_generation: bool | None = None,
         results_file: str | Path | None = None,
         examples: Sequence[Example] | None = None,
+        force_latent: int | None = None,
     ) -> None:
         super().__init__()
         self.task = resolve_task(task)
@@ -114,6 +118,8 @@ class AccuracyCallback(Callback):
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if decoding not in DECODINGS:
             raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
+        if force_latent is not None and force_latent < 0:
+            raise ValueError(f"force_latent must be >= 0 or None, got {force_latent}")
         if isinstance(stages, str):
             stages = (stages,)
         bad = [s for s in stages if s not in STAGES]
@@ -132,6 +138,7 @@ class AccuracyCallback(Callback):
         self.codebook_checkpoint = None if codebook_checkpoint is None else Path(codebook_checkpoint)
         self.synced_generation = synced_generation
         self.results_file = None if results_file is None else Path(results_file)
+        self.force_latent = force_latent
         self._examples: list[Example] | None = None if examples is None else list(examples)[:subset]
         self._codebook = None
         self.best: dict[str, float] = {}
@@ -251,7 +258,7 @@ class AccuracyCallback(Callback):
             "file": None if self.file is None else str(self.file), "stage": stage,
             **{k: (int(v) if k == "n" else v) for k, v in values.items()},
             "seconds": seconds, "seconds_per_example": seconds / n if n else float("nan"),
-            "decoding": self.decoding, "max_new_tokens": self.max_new_tokens,
+            "decoding": self.decoding, "max_new_tokens": self.max_new_tokens, "force_latent": self.force_latent,
             "results": self.last_results,
         }
         self.results_file.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +275,7 @@ class AccuracyCallback(Callback):
             top_k=self.top_k if decoding == "top_k" else None,
             seed=self.seed,
             synced_gpus=synced,
+            **({} if self.force_latent is None else {"force_latent": self.force_latent}),
         )
         if hasattr(pl_module, "generate"):
             return pl_module.generate(prompts, **kwargs)

@@ -9,6 +9,11 @@ delimiters removed, for reading and the chain checks), the emitted code ids, and
 kind (the paper reports latent + delimiter + text tokens).
 
     gens = generate(model, tokenizer, [prompt_text(q) for q in questions], latent_vocab)
+
+``force_latent=m`` takes that decision away for a diagnosis: every continuation opens with exactly m
+codes (the model still picks which), as in training with the first m chunks replaced; accuracy
+against m then says whether a model falls short for the number of codes it chose or for what it
+does with them.
 """
 
 from __future__ import annotations
@@ -81,6 +86,36 @@ def split_generated(token_ids: Sequence[int], tokenizer, latent_vocab: LatentVoc
     return Generation(text, ids, codes, len(codes), num_delim, len(text_ids), written)
 
 
+class ForceLatentCount:
+    """A logits processor that makes every row open with exactly ``m`` latent codes.
+
+    m > 0: ``<boLatent>``, then m tokens restricted to the codes, then ``<eoLatent>``, then text with
+    no latent token or delimiter again (one leading run, as the left-to-right scheme trains). m = 0:
+    plain text from the start (the sequence the scheme trains for k = 0). Rows are left-padded to one
+    width, so the generated position is the same in every row: ``input_ids.shape[1] - prompt_width``.
+    """
+
+    def __init__(self, m: int, latent_vocab: LatentVocab, prompt_width: int) -> None:
+        if m < 0:
+            raise ValueError(f"force_latent must be >= 0, got {m}")
+        self.m, self.vocab, self.prompt_width = m, latent_vocab, prompt_width
+        first = latent_vocab.first_latent_id
+        self.codes = torch.arange(first, first + latent_vocab.num_codes)
+        self.latent_ids = torch.cat([self.codes, torch.tensor([latent_vocab.bo_id, latent_vocab.eo_id])])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.prompt_width
+        if self.m > 0 and step <= self.m + 1:
+            allowed = (torch.tensor([self.vocab.bo_id]) if step == 0
+                       else torch.tensor([self.vocab.eo_id]) if step == self.m + 1 else self.codes)
+            keep = torch.full_like(scores, float("-inf"))
+            keep[:, allowed.to(scores.device)] = 0.0
+            return scores + keep
+        scores = scores.clone()
+        scores[:, self.latent_ids.to(scores.device)] = float("-inf")
+        return scores
+
+
 def _unwrap(model):
     # Accept the LightningModule (MixedTokenLM) as well as the bare Hugging Face model.
     inner = getattr(model, "model", None)
@@ -119,6 +154,7 @@ def generate(
     top_k: int | None = None,
     seed: int = 0,
     synced_gpus: bool = False,
+    force_latent: int | None = None,
 ) -> list[Generation]:
     """Generate a continuation for every prompt, in the order given.
 
@@ -128,9 +164,14 @@ def generate(
     full distribution, or from the ``top_k`` most likely tokens when given (the paper uses k=10 for the
     maze task). Sampling is seeded by ``seed`` without disturbing the caller's global RNG state.
     ``synced_gpus`` must be True under FSDP/ZeRO-3 so every rank keeps stepping until all finish.
+    ``force_latent=m`` makes every continuation open with exactly m codes (:class:`ForceLatentCount`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if force_latent is not None and latent_vocab is None:
+        raise ValueError("force_latent needs a model with latent tokens (latent_vocab is None)")
+    from transformers import LogitsProcessorList
+
     hf = _unwrap(model)
     if not prompts:
         return []
@@ -161,11 +202,13 @@ def generate(
                     ids = encoded[i]
                     input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
                     attention[row, width - len(ids) :] = 1
+                forced = [] if force_latent is None else [ForceLatentCount(force_latent, latent_vocab, width)]
                 out = hf.generate(
                     input_ids=input_ids.to(device),
                     attention_mask=attention.to(device),
                     generation_config=gen_config,
                     synced_gpus=synced_gpus,
+                    logits_processor=LogitsProcessorList(forced),
                 )
                 for row, i in enumerate(idx):
                     results[i] = split_generated(out[row, width:].tolist(), tokenizer, latent_vocab)

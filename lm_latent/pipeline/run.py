@@ -239,7 +239,7 @@ class Pipeline:
             # Accuracy on the validation sets while training, so TensorBoard shows it per epoch.
             config["trainer"]["callbacks"] = list(config["trainer"].get("callbacks") or []) + [
                 self._accuracy_callback(name, dict(s, subset=during_fit.get("subset", s.get("subset"))), data, stage="val")
-                for name, s in self.cfg["evaluation"]["sets"].items()
+                for name, s in self.sets_of(strategy).items()
                 if name in during_fit.get("sets", [])
             ]
         model = config.setdefault("model", {})
@@ -249,9 +249,17 @@ class Pipeline:
         return _seed_stage(config, self.cfg["seed"], ("data", "seed"), ("model", "init_seed"))
 
     # -- evaluation ------------------------------------------------------------------------------
+    def sets_of(self, strategy: str) -> dict[str, dict]:
+        """The evaluation sets ``strategy`` is evaluated on: all but those whose ``strategies`` leave it
+        out (an m-forced set, for instance, means something only for a strategy with latent tokens)."""
+        sets = self.cfg["evaluation"]["sets"]
+        return {name: s for name, s in sets.items() if not s.get("strategies") or strategy in s["strategies"]}
+
     def evaluate(self, strategy: str, run: dict[str, Any], data: dict[str, Any], tok: dict[str, Any]) -> dict[str, Any]:
-        """Test-time accuracy of one fine-tuned strategy on every configured eval set."""
-        spec = self.cfg["evaluation"]
+        """Test-time accuracy of one fine-tuned strategy on each of its eval sets."""
+        # The stage's inputs hold this strategy's sets only: a set added for another strategy
+        # leaves its finished evaluation valid.
+        spec = dict(self.cfg["evaluation"], sets=self.sets_of(strategy))
         sets = {name: dict(s, file=_resolve_file(s["file"], data)) for name, s in spec["sets"].items()}
         st = self.stage(
             f"eval/{strategy}",

@@ -167,6 +167,7 @@ SCHEMA = Section({
             "file": Value(STR, required=True),
             "subset": Value(INT + NONE, check=at_least(1)),
             "callback_args": Value(DICT + NONE),  # keyword arguments of the set's evaluation callback
+            "strategies": Value(LIST + NONE),     # evaluate only these strategies on it (default: all)
         }), required=True),
     }, required=True),
 })
@@ -275,6 +276,10 @@ def check_references(cfg: dict) -> None:
     ev = cfg["evaluation"]
     splits = {s for s in ("train", "val", "test") if data.get(f"{s}_file") or gen.get(s)}
     for name, s in ev["sets"].items():
+        for i, strategy in enumerate(s.get("strategies") or []):
+            if strategy not in strategies:
+                raise ExperimentError(f"evaluation.sets.{name}.strategies.{i}",
+                                      f"'{strategy}' is not one of mixed.strategies ({', '.join(strategies)})")
         file = s["file"]
         if file.startswith("@"):
             if file[1:] not in splits:
