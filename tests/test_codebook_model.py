@@ -177,3 +177,62 @@ def test_token_conditioned_decoder_reads_every_prompt_token():
     assert torch.allclose(shared.logits, direct.logits, atol=1e-5)
     with pytest.raises(ValueError, match="prompt_conditioning"):
         NetworkSizes(vocab_size=50, prompt_conditioning="cross")
+
+
+def test_an_encoder_that_reads_the_prompt_codes_chunks_by_their_question():
+    """encoder_reads_prompt: f_enc cross-attends to the prompt's tokens, so the same chunk under
+    another question gets another pre-quantization vector (the default encoder sees the chunk only),
+    gradients reach the prompt encoder through the encoder, and per-example prompt rows give the same
+    vectors as one row per chunk."""
+    base = dict(vocab_size=50, chunk_size=8, d_model=32, n_heads=2, encoder_layers=1, prompt_layers=1, decoder_layers=1)
+    torch.manual_seed(0)
+    net = ChunkAutoencoder(NetworkSizes(**base, encoder_reads_prompt=True),
+                           QuantizerOptions(codebook_size=16, code_dim=8, kmeans_init=False))
+    b = _batch()
+    prompt = net.encode_prompt(b["prompt_ids"], b["prompt_mask"])
+    other = net.encode_prompt(b["prompt_ids"].roll(1, dims=0), b["prompt_mask"])
+    vec = net.encode(b["chunk_ids"], b["chunk_mask"], prompt=prompt)
+    assert not torch.allclose(vec, net.encode(b["chunk_ids"], b["chunk_mask"], prompt=other))
+    with pytest.raises(ValueError, match="encoder_reads_prompt"):
+        net.encode(b["chunk_ids"], b["chunk_mask"])
+
+    example = torch.tensor([0, 0, 0, 1, 1, 2])
+    shared = net.encode(b["chunk_ids"], b["chunk_mask"], prompt=net.encode_prompt(b["prompt_ids"][:3], b["prompt_mask"][:3]).select(example))
+    per_chunk = net.encode(b["chunk_ids"], b["chunk_mask"], prompt=net.encode_prompt(b["prompt_ids"][example], b["prompt_mask"][example]))
+    assert torch.allclose(shared, per_chunk, atol=1e-5)
+
+    net.train()
+    net.zero_grad()
+    net.encode(b["chunk_ids"], b["chunk_mask"], prompt=prompt).pow(2).sum().backward()
+    assert net.prompt_encoder.embed.weight.grad.abs().sum() > 0
+    out = net(**b)
+    assert out.logits.shape == (6, 8, 50) and out.codes.shape == (6,)
+
+    plain = ChunkAutoencoder(NetworkSizes(**base), QuantizerOptions(codebook_size=16, code_dim=8, kmeans_init=False))
+    assert torch.equal(plain.encode(b["chunk_ids"], b["chunk_mask"], prompt=prompt),
+                       plain.encode(b["chunk_ids"], b["chunk_mask"], prompt=other))
+
+
+def test_an_encoder_that_reads_the_prompt_fits_and_encodes_as_in_training(tmp_path, tiny_tokenizer):
+    """The codes `encode` writes are the codes the training forward pass gives the same chunks."""
+    from lm_latent.codebook.datamodule import ChunkCollator, CodebookDataModule
+    from lm_latent.codebook.encode import encode_examples
+    from lm_latent.data.readers import read_examples
+    from lm_latent.data.tokenization import load_tokenizer
+    from test_codebook_data import write_prosqa
+
+    data = write_prosqa(tmp_path / "d.json", 20, seed=7)
+    dm = CodebookDataModule("prosqa", str(data), str(tiny_tokenizer), val_fraction=0.2, chunk_size=8, global_batch_size=4)
+    model = CodebookAutoencoder(str(tiny_tokenizer), chunk_size=8, encoder_reads_prompt=True, kmeans_init_chunks=32, **TINY)
+    trainer = L.Trainer(fast_dev_run=2, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, dm)
+    assert model.net.quantizer.initialized
+    model.eval()
+    examples = read_examples("prosqa", data)
+    codes = encode_examples(model, load_tokenizer(tiny_tokenizer), examples, batch_size=5)
+    ds = dm.train_set
+    batch = ChunkCollator(dm.tokenizer.pad_token_id, 8)([ds[i] for i in range(3)])
+    with torch.no_grad():
+        out = model.net(**model._inputs(batch))
+    ids = [ds.examples[i].id for i in range(3)]
+    assert out.codes.tolist() == [c for i in ids for c in codes[i]]

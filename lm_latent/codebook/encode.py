@@ -76,7 +76,8 @@ def encode_examples(
     """Codes of every example's CoT chunks, left to right (an example without CoT gets ``[]``).
 
     All chunks of all examples are encoded together in batches: the encoder sees one chunk (plus, in
-    the previous-text ablation, the true CoT before it), so chunks are independent.
+    the previous-text ablation, the true CoT before it, and with ``encoder_reads_prompt`` its
+    prompt, left-truncated as in training), so chunks are independent.
     """
     net, L = model.net, model.hparams.chunk_size
     max_ctx = model.hparams.max_context_tokens
@@ -92,12 +93,19 @@ def encode_examples(
                 contexts.append(cot[max(0, start - max_ctx) : start])
     codes: list[int] = []
     pad = model.hparams.pad_id
+    max_prompt = model.hparams.max_prompt_tokens
     for b in range(0, len(chunks), batch_size):
         ids, mask = pad_batch(chunks[b : b + batch_size], pad, L)
         ctx = {}
         if net.uses_context:
             c_ids, c_mask = pad_batch(contexts[b : b + batch_size], pad)
             ctx = {"context_ids": c_ids.to(device), "context_mask": c_mask.to(device)}
+        if net.reads_prompt:
+            rows = sorted(set(owners[b : b + batch_size]))
+            row_of = {owner: r for r, owner in enumerate(rows)}
+            p_ids, p_mask = pad_batch([tokenized[o].prompt_ids[-max_prompt:] for o in rows], pad)
+            chunk_example = torch.tensor([row_of[o] for o in owners[b : b + batch_size]], device=device)
+            ctx["prompt"] = net.encode_prompt(p_ids.to(device), p_mask.to(device)).select(chunk_example)
         vectors = net.encode(ids.to(device), mask.to(device), **ctx)
         codes.extend(net.quantizer(vectors).codes.tolist())
     out: dict[str, list[int]] = {ex.id: [] for ex in examples}

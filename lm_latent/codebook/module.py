@@ -105,6 +105,9 @@ class CodebookAutoencoder(L.LightningModule):
         prompt_conditioning: "vector" (the paper's one prompt vector g(P), default) or "tokens" (the
             decoder also cross-attends to the prompt's token states, so it can copy names from the
             question; what closed-vocabulary tasks need for exact reconstruction).
+        encoder_reads_prompt: f_enc also cross-attends to the prompt's tokens (off, as in the paper): a
+            lever for codes a fine-tuned LM can predict from the question (RESULTS.md, "Can the model
+            predict the codes?").
         max_prompt_tokens, max_context_tokens, max_chunks: sizes of the position tables
             (chunk positions past ``max_chunks`` share the last entry).
         ema_decay, commitment_weight, kmeans_init, dead_code_threshold: the quantizer's options
@@ -129,6 +132,7 @@ class CodebookAutoencoder(L.LightningModule):
         pooling: Literal["mean", "max"] = "mean",
         context: Literal["chunk", "previous_text"] = "chunk",
         prompt_conditioning: Literal["vector", "tokens"] = "vector",
+        encoder_reads_prompt: bool = False,
         max_prompt_tokens: int = 512,
         max_context_tokens: int = 256,
         max_chunks: int = 64,
@@ -165,6 +169,7 @@ class CodebookAutoencoder(L.LightningModule):
             pooling=pooling,
             context=context,
             prompt_conditioning=prompt_conditioning,
+            encoder_reads_prompt=encoder_reads_prompt,
             max_prompt_tokens=max_prompt_tokens,
             max_context_tokens=max_context_tokens,
             max_chunks=max_chunks,
@@ -203,7 +208,10 @@ class CodebookAutoencoder(L.LightningModule):
         with torch.no_grad():
             for batch in self.trainer.train_dataloader:
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                enc = self.net.encode(batch["chunk_ids"], batch["chunk_mask"], batch.get("context_ids"), batch.get("context_mask"))
+                prompt = None
+                if self.net.reads_prompt:
+                    prompt = self.net.encode_prompt(batch["prompt_ids"], batch["prompt_mask"]).select(batch["chunk_example"])
+                enc = self.net.encode(batch["chunk_ids"], batch["chunk_mask"], batch.get("context_ids"), batch.get("context_mask"), prompt)
                 vectors.append(enc[batch["valid"]])
                 n += len(vectors[-1])
                 if n >= self.hparams.kmeans_init_chunks:

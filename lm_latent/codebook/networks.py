@@ -10,6 +10,9 @@ knows where a partial chunk ends. CoT text never contains EOS, so the marker is 
 
 ``context="previous_text"`` (an ablation) adds a vector summarising the CoT tokens before the chunk,
 seen by both encoder and decoder; see :class:`ChunkAutoencoder` for why the default is ``"chunk"``.
+``encoder_reads_prompt=True`` (a lever, off by default as in the paper) lets f_enc cross-attend to the
+prompt's tokens too, so a code can stand for "the question's rule that applies here" rather than for
+the chunk's words alone.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class NetworkSizes:
     max_prompt_tokens: int = 512
     max_context_tokens: int = 256
     max_chunks: int = 64
+    encoder_reads_prompt: bool = False
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -63,6 +67,14 @@ def _stack(d: int, heads: int, layers: int, dropout: float) -> nn.TransformerEnc
         d, heads, dim_feedforward=4 * d, dropout=dropout, activation="gelu", batch_first=True, norm_first=True
     )
     return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
+
+
+def _cross_stack(d: int, heads: int, layers: int, dropout: float) -> nn.TransformerDecoder:
+    """Like :func:`_stack`, with every layer also cross-attending to the prompt's token states."""
+    layer = nn.TransformerDecoderLayer(
+        d, heads, dim_feedforward=4 * d, dropout=dropout, activation="gelu", batch_first=True, norm_first=True
+    )
+    return nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(d))
 
 
 class Prompt(NamedTuple):
@@ -96,7 +108,8 @@ class ChunkEncoder(nn.Module):
     """f_enc: a causal transformer over the chunk's tokens, pooled (mean or max) to one vector.
 
     Padding sits at the right, so with causal attention real tokens never see it; it is only
-    excluded from the pooling. An optional context vector is prepended as position 0.
+    excluded from the pooling. An optional context vector is prepended as position 0. With
+    ``encoder_reads_prompt`` every layer also cross-attends to the prompt's token states.
     """
 
     def __init__(self, s: NetworkSizes) -> None:
@@ -104,16 +117,24 @@ class ChunkEncoder(nn.Module):
         self.pooling = s.pooling
         self.embed = nn.Embedding(s.vocab_size, s.d_model)
         self.pos = nn.Embedding(s.chunk_size + 1, s.d_model)
-        self.body = _stack(s.d_model, s.n_heads, s.encoder_layers, s.dropout)
+        self.reads_prompt = s.encoder_reads_prompt
+        stack = _cross_stack if self.reads_prompt else _stack
+        self.body = stack(s.d_model, s.n_heads, s.encoder_layers, s.dropout)
 
-    def forward(self, chunk_ids: Tensor, chunk_mask: Tensor, context: Tensor | None = None) -> Tensor:
+    def forward(self, chunk_ids: Tensor, chunk_mask: Tensor, context: Tensor | None = None, prompt: Prompt | None = None) -> Tensor:
         x = self.embed(chunk_ids)
         mask = chunk_mask
         if context is not None:
             x = torch.cat([context.unsqueeze(1), x], dim=1)
             mask = torch.cat([torch.zeros_like(chunk_mask[:, :1]), chunk_mask], dim=1)
         x = x + self.pos.weight[: x.shape[1]]
-        h = self.body(x, mask=_causal_mask(x.shape[1], x.device))
+        causal = _causal_mask(x.shape[1], x.device)
+        if self.reads_prompt:
+            if prompt is None or prompt.states is None:
+                raise ValueError("encoder_reads_prompt needs the prompt's token states, one row per chunk")
+            h = self.body(x, prompt.states, tgt_mask=causal, memory_key_padding_mask=~prompt.keep)
+        else:
+            h = self.body(x, mask=causal)
         return _pool(h, mask, self.pooling)
 
 
@@ -163,14 +184,8 @@ class ChunkDecoder(nn.Module):
         self.embed = nn.Embedding(s.vocab_size, s.d_model)
         self.pos = nn.Embedding(num_prefix + s.chunk_size, s.d_model)
         self.cross = s.prompt_conditioning == "tokens"
-        if self.cross:
-            layer = nn.TransformerDecoderLayer(
-                s.d_model, s.n_heads, dim_feedforward=4 * s.d_model, dropout=s.dropout, activation="gelu",
-                batch_first=True, norm_first=True,
-            )
-            self.body = nn.TransformerDecoder(layer, s.decoder_layers, norm=nn.LayerNorm(s.d_model))
-        else:
-            self.body = _stack(s.d_model, s.n_heads, s.decoder_layers, s.dropout)
+        stack = _cross_stack if self.cross else _stack
+        self.body = stack(s.d_model, s.n_heads, s.decoder_layers, s.dropout)
         self.head = nn.Linear(s.d_model, s.vocab_size, bias=False)
         self.head.weight = self.embed.weight
 
@@ -232,15 +247,27 @@ class ChunkAutoencoder(nn.Module):
             raise ValueError("context='previous_text' needs context_ids and context_mask (the CoT before the chunk)")
         return self.context_encoder(context_ids, context_mask)
 
+    def _chunk_prompts(self, prompt_ids: Tensor, prompt_mask: Tensor, chunk_example: Tensor | None) -> Prompt:
+        """The encoded prompt of every chunk: one row per chunk (``chunk_example`` maps chunks to rows)."""
+        prompt = self.encode_prompt(prompt_ids, prompt_mask)
+        return prompt if chunk_example is None else prompt.select(chunk_example)
+
+    @property
+    def reads_prompt(self) -> bool:
+        """Whether encoding a chunk needs its prompt (``encoder_reads_prompt``)."""
+        return self.sizes.encoder_reads_prompt
+
     def encode(
-        self, chunk_ids: Tensor, chunk_mask: Tensor, context_ids: Tensor | None = None, context_mask: Tensor | None = None
+        self, chunk_ids: Tensor, chunk_mask: Tensor, context_ids: Tensor | None = None, context_mask: Tensor | None = None,
+        prompt: Prompt | None = None,
     ) -> Tensor:
-        """Chunks -> pre-quantization vectors ``[B, D]``."""
-        return self.chunk_encoder(chunk_ids, chunk_mask, self._context(context_ids, context_mask))
+        """Chunks -> pre-quantization vectors ``[B, D]``; ``prompt`` (one row per chunk, from
+        :meth:`encode_prompt`) is needed, and only read, when the encoder reads the prompt."""
+        return self.chunk_encoder(chunk_ids, chunk_mask, self._context(context_ids, context_mask), prompt)
 
     def encode_prompt(self, prompt_ids: Tensor, prompt_mask: Tensor) -> Prompt:
-        """g(P), plus the per-token states when the decoder attends to the prompt."""
-        if self.sizes.prompt_conditioning == "tokens":
+        """g(P), plus the per-token states when the decoder (or the encoder) attends to the prompt."""
+        if self.sizes.prompt_conditioning == "tokens" or self.sizes.encoder_reads_prompt:
             states, keep = self.prompt_encoder.states(prompt_ids, prompt_mask)
             return Prompt(_pool(states, keep, self.sizes.pooling), states, keep)
         return Prompt(self.prompt_encoder(prompt_ids, prompt_mask))
@@ -275,14 +302,16 @@ class ChunkAutoencoder(nn.Module):
         those codes instead of the encoder's (e.g. random codes, to measure how much the codes carry).
         """
         ctx = self._context(context_ids, context_mask)
+        prompt = None
+        if self.reads_prompt:  # else after the encoder, as it always was (the same random draws)
+            prompt = self._chunk_prompts(prompt_ids, prompt_mask, chunk_example)
         if codes is None:
-            q = self.quantizer(self.chunk_encoder(chunk_ids, chunk_mask, ctx))
+            q = self.quantizer(self.chunk_encoder(chunk_ids, chunk_mask, ctx, prompt))
             z, codes, commit = q.quantized, q.codes, q.commit_loss
         else:
             z, commit = self.quantizer.lookup(codes), chunk_ids.new_zeros((), dtype=torch.float)
-        prompt = self.encode_prompt(prompt_ids, prompt_mask)
-        if chunk_example is not None:
-            prompt = prompt.select(chunk_example)
+        if prompt is None:
+            prompt = self._chunk_prompts(prompt_ids, prompt_mask, chunk_example)
         prefix = self.prefix(prompt.vec, z, chunk_pos, ctx)
         logits = self.decoder(prefix, chunk_ids[:, :-1], prompt)
         return AutoencoderOutput(logits, codes, commit)
@@ -301,9 +330,7 @@ class ChunkAutoencoder(nn.Module):
         """:meth:`greedy_ids` for chunks given as :meth:`forward` takes them (prompt rows per example
         with ``chunk_example``). With ``context="previous_text"`` the context is the *true* earlier
         text, as in training; :func:`~lm_latent.codebook.decode.decode_batch` feeds decoded text instead."""
-        prompt = self.encode_prompt(prompt_ids, prompt_mask)
-        if chunk_example is not None:
-            prompt = prompt.select(chunk_example)
+        prompt = self._chunk_prompts(prompt_ids, prompt_mask, chunk_example)
         return self.greedy_ids(prompt, codes, chunk_pos, self._context(context_ids, context_mask))
 
     @torch.no_grad()
