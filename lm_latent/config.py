@@ -21,8 +21,10 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Dic
     keys under ``trainer``/``model``/``data`` blocks are checked later against the stage's LightningCLI.
     The whole result is checked by :func:`lm_latent.pipeline.validate.validate_experiment`.
 
-    An evaluation set given as ``null`` (``evaluation.sets.NAME: null``) removes a set the base defines:
-    merging can add and change keys but not take them away."""
+    Merging can add and change keys but not take them away. Two ways to take them away: an evaluation
+    set given as ``null`` (``evaluation.sets.NAME: null``) removes a set the base defines, and a
+    mapping with ``_replace: true`` replaces the base's mapping at its place instead of merging into it
+    (``mixed.model.lm: {_replace: true, pretrained: DIR}`` drops the base's architecture keys)."""
     from lm_latent.pipeline.validate import schema_allows, suggest_key
 
     cfg = _load_with_bases(Path(path), seen=())
@@ -59,10 +61,31 @@ def _load_with_bases(path: Path, seen: tuple[Path, ...]) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise ValueError(f"{path}: an experiment file must be a YAML mapping")
     base = cfg.pop("base", None)
+    replaced = _pop_replacements(cfg)
     if base is None:
         return cfg
     parent = _load_with_bases(path.parent / str(base), seen + (path,))
+    for keys in replaced:
+        node = OmegaConf.select(parent, ".".join(keys[:-1])) if len(keys) > 1 else parent
+        if isinstance(node, DictConfig) and keys[-1] in node:
+            del node[keys[-1]]
     return OmegaConf.merge(parent, cfg)
+
+
+def _pop_replacements(cfg: DictConfig, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The key paths of the mappings marked ``_replace: true`` (the marks removed)."""
+    found = []
+    # Unresolved: an interpolation may name a key only the base defines.
+    for key, value in cfg.items_ex(resolve=False):
+        if isinstance(value, DictConfig):
+            if "_replace" in value:
+                if value["_replace"] is not True:
+                    raise ValueError(f"{'.'.join(prefix + (str(key),))}._replace: only `true` is meaningful, got {value['_replace']!r}")
+                del value["_replace"]
+                found.append(prefix + (str(key),))
+            else:
+                found += _pop_replacements(value, prefix + (str(key),))
+    return found
 
 
 def to_plain(cfg: Any) -> Any:

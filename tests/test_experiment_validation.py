@@ -121,3 +121,19 @@ def test_every_shipped_experiment_file_validates(path, shared_data, standins, mo
     monkeypatch.chdir(REPO)
     _clear_placeholder_env(monkeypatch)
     validate_experiment(load_experiment(path, standin_overrides(load_experiment(path), standins)))
+
+
+def test_replace_swaps_a_base_mapping_instead_of_merging_into_it(tmp_path):
+    """`_replace: true` is how a child file drops keys of its base (a pretrained `lm` block in place
+    of the default's architecture); without it the base's keys would stay and the merge is refused."""
+    from lm_latent.config import load_experiment, to_plain
+
+    child = _write(tmp_path, "base: DEFAULT\nmixed: {model: {lm: {_replace: true, pretrained: some/dir}, lr: 0.5}}\n")
+    cfg = to_plain(load_experiment(child))
+    assert cfg["mixed"]["model"]["lm"] == {"pretrained": "some/dir"}
+    assert cfg["mixed"]["model"]["lr"] == 0.5
+    assert cfg["mixed"]["model"]["new_token_init"] == to_plain(load_experiment(DEFAULT))["mixed"]["model"]["new_token_init"]
+    merged = to_plain(load_experiment(_write(tmp_path, "base: DEFAULT\nmixed: {model: {lm: {pretrained: some/dir}}}\n")))
+    assert merged["mixed"]["model"]["lm"]["pretrained"] == "some/dir" and "hidden_size" in merged["mixed"]["model"]["lm"]
+    with pytest.raises(ValueError, match="mixed.model.lm._replace: only `true`"):
+        load_experiment(_write(tmp_path, "base: DEFAULT\nmixed: {model: {lm: {_replace: false}}}\n"))

@@ -42,7 +42,7 @@ from lm_latent.data.generators import GENERATORS, write_json
 from lm_latent.data.maze.world import parse_prompt
 from lm_latent.data.readers import read_examples
 from lm_latent.data.tokenization import full_text, load_tokenizer, tokenize_examples, train_tokenizer
-from lm_latent.evaluation.maze import _optimal_moves, score_plan
+from lm_latent.evaluation.maze import optimal_moves_of, score_plan
 
 
 def parse_args() -> argparse.Namespace:
@@ -250,7 +250,7 @@ def transplant_vocabulary(state: dict, old_tok, new_tok, model) -> dict:
 def maze_counts_add(counts: dict[str, int], generated: str, ex) -> None:
     """Greedy plan scores: ``accuracy`` is feasibility; ``chain`` the exact A* trace; ``conclusion``
     an optimal plan; ``consistent`` a well-formed plan (feasible or not)."""
-    scores = score_plan(parse_prompt(ex.question), generated, _optimal_moves(ex))
+    scores = score_plan(parse_prompt(ex.question), generated, optimal_moves_of(ex))
     counts["accuracy"] += scores["feasible"]
     counts["chain"] += generated.startswith("\n".join(ex.steps))
     counts["conclusion"] += scores["optimal"]

@@ -114,7 +114,7 @@ def score_plan(maze: Maze, completion: str, optimal_moves: int | None) -> dict[s
     return {"feasible": check.feasible, "optimal": check.optimal, "moves": check.moves, "reason": check.reason}
 
 
-def _optimal_moves(example) -> int | None:
+def optimal_moves_of(example) -> int | None:
     """The optimal plan length: the generator's ``optimal_moves``, else the gold plan's moves."""
     if isinstance(example.meta.get("optimal_moves"), int):
         return example.meta["optimal_moves"]
@@ -162,7 +162,7 @@ class MazeAccuracy(AccuracyCallback):
         for j, (i, g) in enumerate(zip(indices, greedy)):
             ex = examples[i]
             maze = parse_prompt(ex.question)
-            optimal = _optimal_moves(ex)
+            optimal = optimal_moves_of(ex)
             # Scored on what the model wrote, latent tokens in place: one inside the plan makes it malformed.
             g_check = score_plan(maze, g.written, optimal)
             samples = []
