@@ -96,6 +96,17 @@ def _causal_mask(n: int, device: torch.device) -> Tensor:
     return torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
 
 
+def _causal(body: nn.Module, x: Tensor, prompt: "Prompt | None", option: str, cross: bool) -> Tensor:
+    """Run a :func:`_stack` (or, with ``cross``, a :func:`_cross_stack` that also attends to the
+    prompt's token states) causally over ``x``."""
+    causal = _causal_mask(x.shape[1], x.device)
+    if not cross:
+        return body(x, mask=causal)
+    if prompt is None or prompt.states is None:
+        raise ValueError(f"{option} needs the prompt's token states")
+    return body(x, prompt.states, tgt_mask=causal, memory_key_padding_mask=~prompt.keep)
+
+
 def _pool(h: Tensor, mask: Tensor, how: Pooling) -> Tensor:
     """Pool ``h [B, T, D]`` over positions where ``mask [B, T]`` is True (each row has at least one)."""
     m = mask.unsqueeze(-1)
@@ -128,13 +139,7 @@ class ChunkEncoder(nn.Module):
             x = torch.cat([context.unsqueeze(1), x], dim=1)
             mask = torch.cat([torch.zeros_like(chunk_mask[:, :1]), chunk_mask], dim=1)
         x = x + self.pos.weight[: x.shape[1]]
-        causal = _causal_mask(x.shape[1], x.device)
-        if self.reads_prompt:
-            if prompt is None or prompt.states is None:
-                raise ValueError("encoder_reads_prompt needs the prompt's token states, one row per chunk")
-            h = self.body(x, prompt.states, tgt_mask=causal, memory_key_padding_mask=~prompt.keep)
-        else:
-            h = self.body(x, mask=causal)
+        h = _causal(self.body, x, prompt, "encoder_reads_prompt", self.reads_prompt)
         return _pool(h, mask, self.pooling)
 
 
@@ -193,13 +198,7 @@ class ChunkDecoder(nn.Module):
         """``prefix [B, P, D]``, ``input_ids [B, T]`` (T <= L-1) -> logits ``[B, T+1, V]``."""
         x = torch.cat([prefix, self.embed(input_ids)], dim=1)
         x = x + self.pos.weight[: x.shape[1]]
-        causal = _causal_mask(x.shape[1], x.device)
-        if self.cross:
-            if prompt is None or prompt.states is None:
-                raise ValueError("prompt_conditioning='tokens' needs the prompt's token states")
-            h = self.body(x, prompt.states, tgt_mask=causal, memory_key_padding_mask=~prompt.keep)
-        else:
-            h = self.body(x, mask=causal)
+        h = _causal(self.body, x, prompt, "prompt_conditioning='tokens'", self.cross)
         return self.head(h[:, self.num_prefix - 1 :])
 
 
