@@ -96,7 +96,7 @@ def _causal_mask(n: int, device: torch.device) -> Tensor:
     return torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
 
 
-def _causal(body: nn.Module, x: Tensor, prompt: "Prompt | None", option: str, cross: bool) -> Tensor:
+def _causal(body: nn.Module, x: Tensor, prompt: Prompt | None, option: str, cross: bool) -> Tensor:
     """Run a :func:`_stack` (or, with ``cross``, a :func:`_cross_stack` that also attends to the
     prompt's token states) causally over ``x``."""
     causal = _causal_mask(x.shape[1], x.device)
