@@ -66,3 +66,22 @@ def test_a_seed_without_per_example_files_is_reported_not_dropped(tmp_path, caps
     t = json.loads(out.read_text())["paired"]["latent_ar"]["valid"]
     assert "n" not in t and t["not_paired"] == f"{dirs[1]}: no per-example results"
     assert f"| latent_ar | valid | - | - | - | not paired ({dirs[1]}: no per-example results) | - |" in capsys.readouterr().out
+
+
+def test_a_set_the_baseline_does_not_run_is_reported_as_such(tmp_path, capsys):
+    """An m-forced set runs for latent_ar alone (`strategies: [latent_ar]`): the summary says CoT has
+    no results there, rather than blaming missing per-example files."""
+    dirs = [write_run(tmp_path / f"s{s}", s, 0.5, 10.0, n=4) for s in (0, 1)]
+    for d in dirs:
+        results = json.loads((d / "results.json").read_text())
+        results["runs"]["latent_ar"]["forced_m1"] = dict(results["runs"]["latent_ar"]["valid"])
+        (d / "results.json").write_text(json.dumps(results))
+        _per_example(d, "latent_ar", "valid", [True, True, False, False])
+        _per_example(d, "cot", "valid", [True, False, False, True])
+        _per_example(d, "latent_ar", "forced_m1", [True, False, False, False])
+    out = tmp_path / "summary.json"
+    assert main(["summarize", *map(str, dirs), "--json", str(out)]) == 0
+    paired = json.loads(out.read_text())["paired"]["latent_ar"]
+    assert paired["forced_m1"] == {"against": "cot", "not_paired": "cot is not evaluated on it"}
+    assert paired["valid"]["n"] == 8
+    assert "| latent_ar | forced_m1 | - | - | - | not paired (cot is not evaluated on it) | - |" in capsys.readouterr().out

@@ -125,6 +125,10 @@ def paired_against(runs: list[dict], baseline: str) -> dict[str, dict[str, dict]
         if strategy == baseline:
             continue
         for task in tasks:
+            if task not in first["runs"][baseline]:
+                # A set only some strategies run (an m-forced set, say): nothing of the baseline's to pair.
+                out.setdefault(strategy, {})[task] = {"against": baseline, "not_paired": f"{baseline} is not evaluated on it"}
+                continue
             ours, theirs, missing = [], [], None
             for r in runs:
                 a, b = (_outcomes(Path(r["dir"]) / "eval" / s / f"{task}.json") for s in (strategy, baseline))
