@@ -259,6 +259,31 @@ def test_force_redoes_finished_stages(tiny_run: TinyRun, tmp_path):
         (run / "codebook" / "checkpoints" / "last.ckpt").stat().st_mtime_ns > old_started  # no resume from the old fit
 
 
+def test_a_set_for_latent_ar_alone_reruns_its_evaluation_only(tiny_run: TinyRun, tmp_path):
+    """An m-forced set restricted to latent_ar (`strategies`, `callback_args: {force_latent: 1}`)
+    reruns latent_ar's evaluation only, writes exactly one code per problem there, and the
+    code-prediction probe compares those codes with the codebook's."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    before = stage_markers(run)
+    forced = "evaluation.sets.forced_m1={task: prontoqa, dataset: prontoqa, file: '@test', subset: 8, " \
+             "strategies: [latent_ar], callback_args: {force_latent: 1}}"
+    res = run_pipeline(run, forced, experiment=tiny_run.experiment)
+    assert res.returncode == 0, res.stdout[-4000:]
+    after = stage_markers(run)
+    assert {s for s in STAGES if after[s] != before[s]} == {"eval/latent_ar"}
+    results = read_json(run / "results.json")["runs"]
+    assert "forced_m1" in results["latent_ar"] and "forced_m1" not in results["cot"]
+    rows = read_json(run / "eval" / "latent_ar" / "forced_m1.json")
+    assert rows["force_latent"] == 1 and [len(r["codes"]) for r in rows["results"]] == [1] * 8
+
+    probe = subprocess.run([sys.executable, str(REPO / "experiments" / "probes" / "code_prediction.py"), str(run)],
+                           cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    gold = read_json(run / "probes" / "test_codes.json")["codes"]
+    right = sum(r["codes"][0] == gold[r["id"]][0] for r in rows["results"])
+    assert f"forced_m1: m=1, 8 problems; code right at position 1..m: {100 * right / 8:.1f}%" in probe.stdout
+
+
 def test_changed_evaluation_reruns_only_the_evaluation(tiny_run: TinyRun, tmp_path):
     run = copy_run(tiny_run, tmp_path / "run")
     before = stage_markers(run)

@@ -31,8 +31,8 @@ def gold_codes(run: Path) -> Path:
         data = json.loads((run / "data" / "stage.json").read_text())["outputs"]
         # The tokenizer the run's training codes were made with (their provenance names it).
         tokenizer = json.loads((run / "codes" / "train.json").read_text())["provenance"]["tokenizer_dir"]
-        cmd = [sys.executable, "-m", "lm_latent.cli", "codebook", "encode",
-               "--checkpoint", str(run / "codebook" / "checkpoints" / "last.ckpt"),
+        checkpoint = json.loads((run / "codebook" / "stage.json").read_text())["outputs"]["checkpoint"]
+        cmd = [sys.executable, "-m", "lm_latent.cli", "codebook", "encode", "--checkpoint", checkpoint,
                "--dataset", data["dataset"], "--data", data["files"]["test"], "--split", "test",
                "--tokenizer", tokenizer, "--cache-dir", str(run / "probes" / "cache"), "--out", str(out)]
         subprocess.run(cmd, check=True)
