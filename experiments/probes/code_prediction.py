@@ -47,7 +47,7 @@ def main() -> int:
     gold = load_codes(gold_codes(args.run))
     for path in sorted((args.run / "eval" / args.strategy).glob("*.json")):
         r = json.loads(path.read_text())
-        m = r.get("force_latent") if isinstance(r, dict) else None
+        m = r.get("force_latent")
         if not m:
             continue
         rows = r["results"]

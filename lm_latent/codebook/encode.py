@@ -105,7 +105,7 @@ def encode_examples(
             row_of = {owner: r for r, owner in enumerate(rows)}
             p_ids, p_mask = pad_batch([tokenized[o].prompt_ids[-max_prompt:] for o in rows], pad)
             chunk_example = torch.tensor([row_of[o] for o in owners[b : b + batch_size]], device=device)
-            ctx["prompt"] = net.encode_prompt(p_ids.to(device), p_mask.to(device)).select(chunk_example)
+            ctx["prompt"] = net.chunk_prompts(p_ids.to(device), p_mask.to(device), chunk_example)
         vectors = net.encode(ids.to(device), mask.to(device), **ctx)
         codes.extend(net.quantizer(vectors).codes.tolist())
     out: dict[str, list[int]] = {ex.id: [] for ex in examples}

@@ -210,7 +210,7 @@ class CodebookAutoencoder(L.LightningModule):
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 prompt = None
                 if self.net.reads_prompt:
-                    prompt = self.net.encode_prompt(batch["prompt_ids"], batch["prompt_mask"]).select(batch["chunk_example"])
+                    prompt = self.net.chunk_prompts(batch["prompt_ids"], batch["prompt_mask"], batch["chunk_example"])
                 enc = self.net.encode(batch["chunk_ids"], batch["chunk_mask"], batch.get("context_ids"), batch.get("context_mask"), prompt)
                 vectors.append(enc[batch["valid"]])
                 n += len(vectors[-1])

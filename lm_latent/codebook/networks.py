@@ -246,7 +246,7 @@ class ChunkAutoencoder(nn.Module):
             raise ValueError("context='previous_text' needs context_ids and context_mask (the CoT before the chunk)")
         return self.context_encoder(context_ids, context_mask)
 
-    def _chunk_prompts(self, prompt_ids: Tensor, prompt_mask: Tensor, chunk_example: Tensor | None) -> Prompt:
+    def chunk_prompts(self, prompt_ids: Tensor, prompt_mask: Tensor, chunk_example: Tensor | None) -> Prompt:
         """The encoded prompt of every chunk: one row per chunk (``chunk_example`` maps chunks to rows)."""
         prompt = self.encode_prompt(prompt_ids, prompt_mask)
         return prompt if chunk_example is None else prompt.select(chunk_example)
@@ -303,14 +303,14 @@ class ChunkAutoencoder(nn.Module):
         ctx = self._context(context_ids, context_mask)
         prompt = None
         if self.reads_prompt:  # else after the encoder, as it always was (the same random draws)
-            prompt = self._chunk_prompts(prompt_ids, prompt_mask, chunk_example)
+            prompt = self.chunk_prompts(prompt_ids, prompt_mask, chunk_example)
         if codes is None:
             q = self.quantizer(self.chunk_encoder(chunk_ids, chunk_mask, ctx, prompt))
             z, codes, commit = q.quantized, q.codes, q.commit_loss
         else:
             z, commit = self.quantizer.lookup(codes), chunk_ids.new_zeros((), dtype=torch.float)
         if prompt is None:
-            prompt = self._chunk_prompts(prompt_ids, prompt_mask, chunk_example)
+            prompt = self.chunk_prompts(prompt_ids, prompt_mask, chunk_example)
         prefix = self.prefix(prompt.vec, z, chunk_pos, ctx)
         logits = self.decoder(prefix, chunk_ids[:, :-1], prompt)
         return AutoencoderOutput(logits, codes, commit)
@@ -329,7 +329,7 @@ class ChunkAutoencoder(nn.Module):
         """:meth:`greedy_ids` for chunks given as :meth:`forward` takes them (prompt rows per example
         with ``chunk_example``). With ``context="previous_text"`` the context is the *true* earlier
         text, as in training; :func:`~lm_latent.codebook.decode.decode_batch` feeds decoded text instead."""
-        prompt = self._chunk_prompts(prompt_ids, prompt_mask, chunk_example)
+        prompt = self.chunk_prompts(prompt_ids, prompt_mask, chunk_example)
         return self.greedy_ids(prompt, codes, chunk_pos, self._context(context_ids, context_mask))
 
     @torch.no_grad()

@@ -275,7 +275,7 @@ class AccuracyCallback(Callback):
             top_k=self.top_k if decoding == "top_k" else None,
             seed=self.seed,
             synced_gpus=synced,
-            **({} if self.force_latent is None else {"force_latent": self.force_latent}),
+            force_latent=self.force_latent,
         )
         if hasattr(pl_module, "generate"):
             return pl_module.generate(prompts, **kwargs)
