@@ -178,6 +178,7 @@ def run_cli(start: Callable[[], Any]) -> int:
     arguments: jsonargparse exits with 2 itself)."""
     try:
         start()
+        _leave_process_group()
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -185,3 +186,13 @@ def run_cli(start: Callable[[], Any]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _leave_process_group() -> None:
+    """Close a finished run's process group before the interpreter exits: gloo's threads still alive at
+    exit can abort a process whose run succeeded ("terminate called without an active exception",
+    SIGABRT), which a launcher would read as a failed stage. Lightning's teardown leaves the group open."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -48,6 +48,7 @@ SCRIPT = textwrap.dedent(
     q = model.net.quantizer
     torch.save({"codebook": q.codebook.detach().clone(), "cluster_size": q.cluster_size.detach().clone(),
                 "sync": q.sync_codebook}, os.path.join(out, f"rank{trainer.global_rank}.pt"))
+    torch.distributed.destroy_process_group()  # gloo's threads alive at exit can abort a finished run
     """
 )
 
