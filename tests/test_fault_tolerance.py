@@ -519,3 +519,17 @@ def test_sigkilled_codebook_fit_resumes_to_the_same_result(inputs, tmp_path):
     assert straight["global_step"] == 12
     _assert_same_state(straight, resumed)
     _assert_same_validation(lightning_cli, args, inputs, tmp_path, "val/recon_loss")
+
+
+def test_a_finished_run_leaves_its_process_group(tmp_path):
+    """A run that succeeds closes the process group Lightning leaves open, so its exit cannot abort
+    in gloo's teardown and be read as a failed stage."""
+    import torch.distributed as dist
+
+    from lm_latent.lightning_cli import run_cli
+
+    def start():
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+
+    assert run_cli(start) == 0
+    assert not dist.is_initialized()
