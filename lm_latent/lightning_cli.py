@@ -178,7 +178,7 @@ def run_cli(start: Callable[[], Any]) -> int:
     arguments: jsonargparse exits with 2 itself)."""
     try:
         start()
-        _leave_process_group()
+        leave_process_group()
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -188,7 +188,7 @@ def run_cli(start: Callable[[], Any]) -> int:
     return 0
 
 
-def _leave_process_group() -> None:
+def leave_process_group() -> None:
     """Close a finished run's process group before the interpreter exits: gloo's threads still alive at
     exit can abort a process whose run succeeded ("terminate called without an active exception",
     SIGABRT), which a launcher would read as a failed stage. Lightning's teardown leaves the group open."""

@@ -48,7 +48,8 @@ SCRIPT = textwrap.dedent(
     q = model.net.quantizer
     torch.save({"codebook": q.codebook.detach().clone(), "cluster_size": q.cluster_size.detach().clone(),
                 "sync": q.sync_codebook}, os.path.join(out, f"rank{trainer.global_rank}.pt"))
-    torch.distributed.destroy_process_group()  # gloo's threads alive at exit can abort a finished run
+    from lm_latent.lightning_cli import leave_process_group
+    leave_process_group()  # gloo's threads alive at exit can abort a finished run
     """
 )
 

@@ -290,7 +290,6 @@ def test_callback_scores_latent_tokens_inside_the_answer_as_wrong(tiny_tokenizer
 
 _WORKER = """
 import json, sys
-import torch
 sys.path.insert(0, {tests!r})
 from lightning.pytorch import Trainer
 from test_eval_callbacks import ToyLM, toy_loader
@@ -311,8 +310,8 @@ if trainer.is_global_zero:
         json.dump({{"logged": {{k: float(v) for k, v in logged.items() if "loss" not in k}},
                    "results": {{cb.name: cb.last_results for cb in callbacks}},
                    "world_size": trainer.world_size}}, f)
-if torch.distributed.is_initialized():  # gloo's threads alive at exit can abort a finished run (SIGABRT)
-    torch.distributed.destroy_process_group()
+from lm_latent.lightning_cli import leave_process_group
+leave_process_group()  # gloo's threads alive at exit can abort a finished run (SIGABRT)
 """
 
 

@@ -57,8 +57,8 @@ if trainer.is_global_zero:
     with open(out, "w") as f:
         json.dump({{"logged": {{k: float(v) for k, v in logged.items()}}, "world_size": trainer.world_size,
                    "results": {{cb.name: cb.last_results for cb in callbacks}}}}, f)
-if torch.distributed.is_initialized():  # gloo's threads alive at exit can abort a finished run (SIGABRT)
-    torch.distributed.destroy_process_group()
+from lm_latent.lightning_cli import leave_process_group
+leave_process_group()  # gloo's threads alive at exit can abort a finished run (SIGABRT)
 """
 
 
