@@ -157,6 +157,21 @@ def test_force_latent_opens_every_row_with_exactly_m_codes(tiny_tokenizer):
         generate(model, tok, prompts[:1], None, max_new_tokens=4, force_latent=1)
 
 
+def test_force_latent_zero_decodes_text_only(tiny_tokenizer):
+    """m = 0, how the text-only baselines are decoded: a model whose favourite token is a latent code
+    writes text instead; without latent tokens m = 0 is plain decoding."""
+    model, tok, vocab = _model(tiny_tokenizer)
+    prompts = [prompt_text(q) for q in QUESTIONS]
+    with torch.no_grad():  # tied embeddings: a huge code row makes that code every position's argmax
+        model.get_output_embeddings().weight[vocab.code_to_id(2)] *= 1000.0
+    free = generate(model, tok, prompts, vocab, max_new_tokens=4)
+    assert all(vocab.code_to_id(2) in g.token_ids for g in free)
+    for g in generate(model, tok, prompts, vocab, max_new_tokens=4, force_latent=0):
+        assert (g.num_latent, g.num_delimiter) == (0, 0) and g.token_ids
+    plain = generate(model, tok, prompts, None, max_new_tokens=4)
+    assert [g.token_ids for g in generate(model, tok, prompts, None, max_new_tokens=4, force_latent=0)] == [g.token_ids for g in plain]
+
+
 def test_force_latent_processor_masks_by_generated_position():
     vocab = LatentVocab(first_latent_id=10, num_codes=4, bo_id=14, eo_id=15)
     prompt = torch.zeros((2, 5), dtype=torch.long)

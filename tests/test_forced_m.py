@@ -44,6 +44,9 @@ def test_a_set_restricted_to_a_strategy_is_evaluated_for_it_alone(at_repo, tmp_p
     latent, cot = during_fit("latent_ar"), during_fit("cot")
     assert latent["m1"]["force_latent"] == 1 and "force_latent" not in latent["generated_valid"]
     assert set(cot) == {"generated_valid"}
+    # The text-only baseline never decodes the latent rows it shares but does not train.
+    assert cot["generated_valid"]["force_latent"] == 0
+    assert all(s["callback_args"]["force_latent"] == 0 for s in p.sets_of("cot").values())
 
 
 def test_the_callback_decodes_with_m_codes(tiny_tokenizer):

@@ -223,6 +223,8 @@ def test_resolved_configs_are_saved(tiny_run: TinyRun):
         for name, c in callbacks.items():
             assert c["results_file"] == str(tiny_run.dir / "eval" / strategy / f"{name}.json")
             assert c["max_new_tokens"] == MAX_NEW_TOKENS
+            # The text-only baselines never decode the latent rows they share but do not train.
+            assert c.get("force_latent") == (0 if strategy in ("cot", "sol_only") else None)
     assert set(stage_markers(tiny_run.dir)) == set(STAGES)
 
 

@@ -164,12 +164,15 @@ def generate(
     full distribution, or from the ``top_k`` most likely tokens when given (the paper uses k=10 for the
     maze task). Sampling is seeded by ``seed`` without disturbing the caller's global RNG state.
     ``synced_gpus`` must be True under FSDP/ZeRO-3 so every rank keeps stepping until all finish.
-    ``force_latent=m`` makes every continuation open with exactly m codes (:class:`ForceLatentCount`).
+    ``force_latent=m`` makes every continuation open with exactly m codes (:class:`ForceLatentCount`);
+    m = 0 decodes text only (how the pipeline decodes the text-only baselines).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if force_latent is not None and latent_vocab is None:
-        raise ValueError("force_latent needs a model with latent tokens (latent_vocab is None)")
+        if force_latent > 0:
+            raise ValueError("force_latent needs a model with latent tokens (latent_vocab is None)")
+        force_latent = None  # m = 0 without latent tokens is plain decoding
     from transformers import LogitsProcessorList
 
     hf = _unwrap(model)

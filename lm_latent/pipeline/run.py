@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from lm_latent.config import save_yaml, to_plain
 from lm_latent.digests import dir_digest, file_digest
+from lm_latent.mixing.strategies import MixingStrategy
 from lm_latent.pipeline.stages import Stage
 
 log = logging.getLogger("lm_latent.run")
@@ -253,7 +254,14 @@ class Pipeline:
         """The evaluation sets ``strategy`` is evaluated on: all but those whose ``strategies`` leave it
         out (an m-forced set, for instance, means something only for a strategy with latent tokens)."""
         sets = self.cfg["evaluation"]["sets"]
-        return {name: s for name, s in sets.items() if not s.get("strategies") or strategy in s["strategies"]}
+        chosen = {name: s for name, s in sets.items() if not s.get("strategies") or strategy in s["strategies"]}
+        if not MixingStrategy(strategy).needs_codes:
+            # A text-only baseline shares the vocabulary's K latent rows but never trains them; greedy
+            # decoding could still pick one, which no model without latent tokens can do. m = 0 rules
+            # them out (ForceLatentCount), so the baseline decodes text only, like the paper's.
+            chosen = {name: dict(s, callback_args={"force_latent": 0, **(s.get("callback_args") or {})})
+                      for name, s in chosen.items()}
+        return chosen
 
     def evaluate(self, strategy: str, run: dict[str, Any], data: dict[str, Any], tok: dict[str, Any]) -> dict[str, Any]:
         """Test-time accuracy of one fine-tuned strategy on each of its eval sets."""
