@@ -84,6 +84,19 @@ def test_transplant_copies_rows_by_token_string():
     assert state["lm_head.weight"] is state["model.embed_tokens.weight"]  # tied: the head follows
 
 
+def test_queried_person_only_drops_the_other_peoples_facts():
+    sys.path.insert(0, str(PROBE.parent))
+    try:
+        from logic_learning import queried_person_only
+    finally:
+        sys.path.pop(0)
+    row = {"question": "Polly is a impus. Gabriel is a yimpus. Every jelpus is a impus. Polly is a jelpus. "
+                       "Is Polly a impus or yimpus?", "answer": "Polly is a impus.", "steps": ["Polly is a impus."]}
+    edited = queried_person_only(row)
+    assert edited["question"] == "Polly is a impus. Every jelpus is a impus. Polly is a jelpus. Is Polly a impus or yimpus?"
+    assert (edited["answer"], edited["steps"]) == (row["answer"], row["steps"]) and "Gabriel" in row["question"]
+
+
 def test_maze_probe_scores_plans_with_the_checker():
     opts = json.dumps({"min_size": 5, "max_size": 5, "rooms": 2, "colours": 1, "max_trace_events": 24})
     out = run_probe("--task", "maze", "--tokenizer", "maze", "--sol-only", "--max-new", "24", "--opts", opts,

@@ -20,6 +20,9 @@ of option overrides, each applied over ``--opts``; training moves to the next st
     .venv/bin/python experiments/probes/logic_learning.py --opts '{"hops": 3, "branches": 0}' \
         --curriculum '[{"hops": 1}, {"hops": 2}]' --advance-at 0.95 --minutes 30
 
+A ProsQA stage may also carry ``"_queried_person_only": true`` (a probe key, not a generator option):
+its questions keep the facts about the queried person only (:func:`queried_person_only`).
+
 ``--save DIR`` keeps the model and its tokenizer as a Hugging Face directory (rewritten at every
 evaluation), which ``--init`` continues from, on another variant too, and which an experiment can
 fine-tune from (``mixed.model.lm.pretrained``; experiments/results/prontoqa_warm.yaml).
@@ -32,6 +35,7 @@ import dataclasses
 import json
 import math
 import random
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -92,15 +96,17 @@ class Probe:
         options_cls, generate = GENERATORS[args.task]
         target = json.loads(args.opts)
         # One (training set, held-out set) per stage; the last stage is the target variant.
-        stages = [options_cls(**{**target, **override}) for override in json.loads(args.curriculum)]
-        stages.append(options_cls(**target))
+        # Keys starting with "_" are the probe's own, not generator options (see ``queried_person_only``).
+        overrides = json.loads(args.curriculum) + [{}]
+        stages = [options_cls(**{**target, **{k: v for k, v in o.items() if not k.startswith("_")}}) for o in overrides]
         for i, options in enumerate(stages):
-            write_json(generate(args.n, 1000 + 10 * args.seed + i, options), tmp / f"train{i}.json")
+            edit = queried_person_only if overrides[i].get("_queried_person_only") else (lambda row: row)
+            write_json([edit(r) for r in generate(args.n, 1000 + 10 * args.seed + i, options)], tmp / f"train{i}.json")
             if hasattr(options, "split"):  # mazes: held-out layouts never occur in training
                 options_heldout = dataclasses.replace(options, split="test")
             else:
                 options_heldout = options
-            write_json(generate(300, 99991 + i, options_heldout), tmp / f"heldout{i}.json")
+            write_json([edit(r) for r in generate(300, 99991 + i, options_heldout)], tmp / f"heldout{i}.json")
         train = [read_examples(args.task, tmp / f"train{i}.json") for i in range(len(stages))]
         train_tokenizer([full_text(e) for e in train[-1][:5000]], tmp / "tok", vocab_size=512,
                         kind=args.tokenizer, split_forms=not args.keep_forms)
@@ -226,6 +232,16 @@ class Probe:
             line += " | official " + _fmt(self.evaluate(self.official))
         print(line, flush=True)
         return scores["accuracy"]
+
+
+def queried_person_only(row: dict) -> dict:
+    """A ProsQA row whose question states facts about the queried person only (the other people's are
+    dropped; rules stay): a stage where the answer is the option stated of that person, found without
+    telling two people apart. The graph fields are left as they are (the probe reads text only)."""
+    *sentences, question = re.split(r"(?<=\.) ", row["question"])
+    name = re.match(r"Is (\w+) a ", question).group(1)
+    kept = [s for s in sentences if s.startswith("Every ") or s.startswith(name + " ")]
+    return dict(row, question=" ".join([*kept, question]))
 
 
 def transplant_vocabulary(state: dict, old_tok, new_tok, model) -> dict:
