@@ -97,6 +97,51 @@ def test_queried_person_only_drops_the_other_peoples_facts():
     assert (edited["answer"], edited["steps"]) == (row["answer"], row["steps"]) and "Gabriel" in row["question"]
 
 
+def test_recall_rows_ask_which_option_is_stated_of_each_queried_person():
+    sys.path.insert(0, str(PROBE.parent))
+    try:
+        from logic_learning import recall_rows
+    finally:
+        sys.path.pop(0)
+    rows = recall_rows(50, seed=3, people=5, queries=3, rules=2)
+    assert rows == recall_rows(50, seed=3, people=5, queries=3, rules=2)
+    assert rows != recall_rows(50, seed=4, people=5, queries=3, rules=2)
+    for row in rows:
+        facts = re.findall(r"(\w+) is a (\w+)\.", row["question"])
+        owner = {concept: name for name, concept in facts}
+        stated = {(name, concept) for name, concept in facts}
+        asked = re.findall(r"Is (\w+) a (\w+) or (\w+)\?", row["question"])
+        assert len(asked) == 3 and len({name for name, _, _ in asked}) == 3
+        assert len({name for name, _ in facts if name[0].isupper()}) == 5
+        assert row["question"].count("Every ") == 2 and row["answer"] == row["steps"][-1]
+        for (name, a, b), step in zip(asked, row["steps"]):
+            right = re.fullmatch(r"(\w+) is a (\w+)\.", step).groups()
+            assert right[0] == name and right[1] in (a, b) and (name, right[1]) in stated
+            wrong = b if right[1] == a else a
+            assert owner[wrong] != name and owner[wrong][0].isupper()  # another person's concept
+
+
+def test_recall_rows_draw_counts_per_problem_from_ranges():
+    sys.path.insert(0, str(PROBE.parent))
+    try:
+        from logic_learning import recall_rows
+    finally:
+        sys.path.pop(0)
+    rows = recall_rows(300, seed=0, people=[2, 5], queries=[1, 4], rules=1)
+    people = [len(set(re.findall(r"([A-Z]\w+) is a ", r["question"])) - {"Every"}) for r in rows]
+    queries = [len(r["steps"]) for r in rows]
+    assert set(people) == {2, 3, 4, 5} and set(queries) == {1, 2, 3, 4}
+    assert all(q <= p for p, q in zip(people, queries))
+    assert recall_rows(5, seed=2, people=4, queries=3) == recall_rows(5, seed=2, people=[4, 4], queries=[3, 3])
+
+
+def test_recall_stage_runs_in_a_curriculum():
+    out = run_probe("--task", "prosqa", "--opts", '{"min_nodes":4,"max_nodes":6,"min_steps":1,"max_steps":1}',
+                    "--curriculum", '[{"_recall":{"people":3,"queries":2}}]', "--max-steps", "2", "--eval-every", "1",
+                    "--advance-at", "0.0", "--max-new", "12")
+    assert "curriculum stage 0" in out and "-> stage 1 from step 1" in out
+
+
 def test_maze_probe_scores_plans_with_the_checker():
     opts = json.dumps({"min_size": 5, "max_size": 5, "rooms": 2, "colours": 1, "max_trace_events": 24})
     out = run_probe("--task", "maze", "--tokenizer", "maze", "--sol-only", "--max-new", "24", "--opts", opts,

@@ -21,7 +21,10 @@ of option overrides, each applied over ``--opts``; training moves to the next st
         --curriculum '[{"hops": 1}, {"hops": 2}]' --advance-at 0.95 --minutes 30
 
 A ProsQA stage may also carry ``"_queried_person_only": true`` (a probe key, not a generator option):
-its questions keep the facts about the queried person only (:func:`queried_person_only`).
+its questions keep the facts about the queried person only (:func:`queried_person_only`); or
+``"_recall": {"people": 6, "queries": 4}``: instead of generated graphs, associative-recall problems in
+ProsQA's words with several questions each (:func:`recall_rows`), so one problem trains several
+name-keyed look-ups.
 
 ``--save DIR`` keeps the model and its tokenizer as a Hugging Face directory (rewritten at every
 evaluation), which ``--init`` continues from, on another variant too, and which an experiment can
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -101,12 +105,15 @@ class Probe:
         stages = [options_cls(**{**target, **{k: v for k, v in o.items() if not k.startswith("_")}}) for o in overrides]
         for i, options in enumerate(stages):
             edit = queried_person_only if overrides[i].get("_queried_person_only") else (lambda row: row)
-            write_json([edit(r) for r in generate(args.n, 1000 + 10 * args.seed + i, options)], tmp / f"train{i}.json")
+            make = generate
+            if "_recall" in overrides[i]:  # the stage's rows come from recall_rows, not the generator
+                make = functools.partial(recall_rows_for, overrides[i]["_recall"])
+            write_json([edit(r) for r in make(args.n, 1000 + 10 * args.seed + i, options)], tmp / f"train{i}.json")
             if hasattr(options, "split"):  # mazes: held-out layouts never occur in training
                 options_heldout = dataclasses.replace(options, split="test")
             else:
                 options_heldout = options
-            write_json([edit(r) for r in generate(300, 99991 + i, options_heldout)], tmp / f"heldout{i}.json")
+            write_json([edit(r) for r in make(300, 99991 + i, options_heldout)], tmp / f"heldout{i}.json")
         train = [read_examples(args.task, tmp / f"train{i}.json") for i in range(len(stages))]
         train_tokenizer([full_text(e) for e in train[-1][:5000]], tmp / "tok", vocab_size=512,
                         kind=args.tokenizer, split_forms=not args.keep_forms)
@@ -242,6 +249,53 @@ def queried_person_only(row: dict) -> dict:
     name = re.match(r"Is (\w+) a ", question).group(1)
     kept = [s for s in sentences if s.startswith("Every ") or s.startswith(name + " ")]
     return dict(row, question=" ".join([*kept, question]))
+
+
+def recall_rows_for(recall: dict, num: int, seed: int, _options) -> list[dict]:
+    """``recall_rows`` with a stage's ``_recall`` options, called as the generators are."""
+    return recall_rows(num, seed, **recall)
+
+
+def recall_rows(num: int, seed: int, people: int | list[int] = 6, queries: int | list[int] = 4,
+                rules: int = 4) -> list[dict]:
+    """Associative recall in ProsQA's words: ``people`` people with one or two concepts each ("Tom is a
+    lempus."), ``rules`` unrelated "Every ..." facts, all shuffled, then ``queries`` ProsQA questions
+    ("Is Tom a lempus or scrompus?") whose wrong option is another person's concept. The chain answers
+    them in order, one stated fact each; the answer is the last. Every question is the decision of
+    ProsQA's one-hop problems (which option is stated of the queried person), asked several times per
+    problem so each problem trains several look-ups keyed by a name. ``people`` and ``queries`` may be
+    ``[lo, hi]`` ranges, drawn per problem (queries capped at people): with a fixed count a model can
+    lean on the count (RESULTS.md, probes AE to AH)."""
+    from lm_latent.data.generators.prosqa import CONCEPT_NAMES, PERSON_NAMES
+
+    people_range = people if isinstance(people, list) else [people, people]
+    queries_range = queries if isinstance(queries, list) else [queries, queries]
+    lo, hi = people_range
+    if not 2 <= lo <= hi <= len(PERSON_NAMES) or not 1 <= queries_range[0] <= queries_range[1]:
+        raise ValueError(f"_recall needs 2 <= people <= {len(PERSON_NAMES)} and 1 <= queries, as counts or [lo, hi]")
+    rng = random.Random(seed)
+    draw = lambda lo, hi: lo if lo == hi else rng.randint(lo, hi)  # noqa: E731 (fixed counts draw nothing)
+    rows = []
+    for _ in range(num):
+        n_people = draw(*people_range)
+        names = rng.sample(PERSON_NAMES, n_people)
+        counts = [rng.choice((1, 2)) for _ in names]
+        concepts = rng.sample(CONCEPT_NAMES, sum(counts) + 2 * rules)
+        owned, k = {}, 0
+        for name, c in zip(names, counts):
+            owned[name], k = concepts[k : k + c], k + c
+        facts = [f"{n} is a {c}." for n in names for c in owned[n]]
+        facts += [f"Every {a} is a {b}." for a, b in zip(concepts[k::2], concepts[k + 1 :: 2])]
+        rng.shuffle(facts)
+        asked, steps = [], []
+        for name in rng.sample(names, min(n_people, draw(*queries_range))):
+            right = rng.choice(owned[name])
+            wrong = rng.choice([c for n in names if n != name for c in owned[n]])
+            first, second = rng.sample([right, wrong], 2)
+            asked.append(f"Is {name} a {first} or {second}?")
+            steps.append(f"{name} is a {right}.")
+        rows.append({"question": " ".join(facts + asked), "steps": steps, "answer": steps[-1]})
+    return rows
 
 
 def transplant_vocabulary(state: dict, old_tok, new_tok, model) -> dict:
