@@ -77,3 +77,24 @@ def test_the_callback_decodes_with_m_codes(tiny_tokenizer):
         assert [r["num_delimiter"] for r in rows] == [2 * (m > 0)] * 3
     with pytest.raises(ValueError, match="force_latent"):
         AccuracyCallback("prontoqa", examples=examples, force_latent=-1)
+
+
+def test_a_text_only_strategy_decodes_with_m_zero_unless_told_otherwise():
+    """Without ``force_latent`` the callback rules latent codes out for a model whose datamodule mixes
+    without codes (CoT, Sol-Only: its latent rows were never trained), and leaves m to a latent model."""
+    from types import SimpleNamespace
+
+    from lm_latent.data.example import Example
+    from lm_latent.evaluation.callbacks import AccuracyCallback
+    from lm_latent.mixing.strategies import MixingStrategy
+
+    examples = [Example(question="Is Tom a wumpus?", steps=(), answer="True", id="0", source="test")]
+
+    def trainer_of(strategy):
+        return SimpleNamespace(datamodule=SimpleNamespace(strategy=MixingStrategy(strategy)))
+
+    free = AccuracyCallback("prontoqa", examples=examples)
+    assert [free.forced_m(trainer_of(s)) for s in ("cot", "sol_only", "latent_ar")] == [0, 0, None]
+    assert free.forced_m(SimpleNamespace(datamodule=None)) is None  # no datamodule: the model decides
+    forced = AccuracyCallback("prontoqa", examples=examples, force_latent=2)
+    assert forced.forced_m(trainer_of("cot")) == 2

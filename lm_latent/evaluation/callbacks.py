@@ -80,7 +80,10 @@ class AccuracyCallback(Callback):
         examples: evaluate these examples instead of reading ``file`` (for programmatic use).
         force_latent: open every generation with exactly this many latent codes (a diagnosis: accuracy
             against the number of codes, :class:`~lm_latent.finetune.generation.ForceLatentCount`);
-            None lets the model decide, as it does at test time. Needs a model with latent tokens.
+            None lets the model decide, as it does at test time, except for a model trained by a
+            strategy without codes (the datamodule's ``strategy.needs_codes`` is False: CoT,
+            Sol-Only), which decodes with m = 0: its latent rows were never trained, so they are
+            ruled out rather than left to chance. Needs a model with latent tokens when > 0.
     """
 
     default_dataset: str | None = None
@@ -139,6 +142,7 @@ class AccuracyCallback(Callback):
         self.synced_generation = synced_generation
         self.results_file = None if results_file is None else Path(results_file)
         self.force_latent = force_latent
+        self._forced_now = force_latent  # what the current evaluation uses (:meth:`forced_m`)
         self._examples: list[Example] | None = None if examples is None else list(examples)[:subset]
         self._codebook = None
         self.best: dict[str, float] = {}
@@ -202,6 +206,7 @@ class AccuracyCallback(Callback):
         if synced is None:
             synced = is_sharded_strategy(trainer.strategy)
         indices = shard_indices(len(examples), trainer.global_rank, trainer.world_size, pad=synced)
+        self._forced_now = self.forced_m(trainer)
         # synced_gpus all-reduces a "finished" flag every step: only meaningful with a process group.
         rows = self._score_shard(pl_module, indices, synced and trainer.world_size > 1)
         values = self._global_metrics(rows, pl_module.device)
@@ -224,6 +229,15 @@ class AccuracyCallback(Callback):
             if self.num_samples > 0:
                 self._log_samples(trainer, pl_module, prefix)
         return values
+
+    def forced_m(self, trainer: Trainer) -> int | None:
+        """The number of codes every generation opens with: ``force_latent`` when set; else 0 when the
+        trainer's datamodule mixes without codes (its strategy's ``needs_codes`` is False), so a text-only
+        baseline never emits a latent token it was not trained on; else None (the model decides)."""
+        if self.force_latent is not None:
+            return self.force_latent
+        strategy = getattr(getattr(trainer, "datamodule", None), "strategy", None)
+        return 0 if strategy is not None and getattr(strategy, "needs_codes", True) is False else None
 
     def _score_shard(self, pl_module: LightningModule, indices: list[int], synced: bool) -> list[dict]:
         """Generate for this rank's examples and score them: one result row per example."""
@@ -258,7 +272,7 @@ class AccuracyCallback(Callback):
             "file": None if self.file is None else str(self.file), "stage": stage,
             **{k: (int(v) if k == "n" else v) for k, v in values.items()},
             "seconds": seconds, "seconds_per_example": seconds / n if n else float("nan"),
-            "decoding": self.decoding, "max_new_tokens": self.max_new_tokens, "force_latent": self.force_latent,
+            "decoding": self.decoding, "max_new_tokens": self.max_new_tokens, "force_latent": self._forced_now,
             "results": self.last_results,
         }
         self.results_file.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +289,7 @@ class AccuracyCallback(Callback):
             top_k=self.top_k if decoding == "top_k" else None,
             seed=self.seed,
             synced_gpus=synced,
-            force_latent=self.force_latent,
+            force_latent=self._forced_now,
         )
         if hasattr(pl_module, "generate"):
             return pl_module.generate(prompts, **kwargs)
