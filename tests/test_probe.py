@@ -135,11 +135,21 @@ def test_recall_rows_draw_counts_per_problem_from_ranges():
     assert recall_rows(5, seed=2, people=4, queries=3) == recall_rows(5, seed=2, people=[4, 4], queries=[3, 3])
 
 
-def test_recall_stage_runs_in_a_curriculum():
+def test_recall_stage_runs_in_a_curriculum_and_the_look_up_is_classified(tmp_path):
     out = run_probe("--task", "prosqa", "--opts", '{"min_nodes":4,"max_nodes":6,"min_steps":1,"max_steps":1}',
                     "--curriculum", '[{"_recall":{"people":3,"queries":2}}]', "--max-steps", "2", "--eval-every", "1",
-                    "--advance-at", "0.0", "--max-new", "12")
+                    "--advance-at", "0.0", "--max-new", "12", "--save", str(tmp_path / "m"))
     assert "curriculum stage 0" in out and "-> stage 1 from step 1" in out
+
+    proc = subprocess.run(
+        [sys.executable, str(PROBE.parent / "name_lookup.py"), str(tmp_path / "m"), "--people", "3", "--queries", "2",
+         "--n", "4"], cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = {m[0]: m for m in re.findall(r"^(recall|one step)[^:]*: (\d+) questions; (.*)$", proc.stdout, re.M)}
+    assert lines["recall"][1] == "8" and lines["one step"][1] == "4"  # 4 problems x 2 questions; 4 x 1
+    for _, _, shares in lines.values():  # the four classes cover every question
+        assert abs(sum(float(v) for v in re.findall(r"([0-9.]+)%", shares)) - 100.0) < 0.5
 
 
 def test_maze_probe_scores_plans_with_the_checker():
