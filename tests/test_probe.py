@@ -97,6 +97,19 @@ def test_queried_person_only_drops_the_other_peoples_facts():
     assert (edited["answer"], edited["steps"]) == (row["answer"], row["steps"]) and "Gabriel" in row["question"]
 
 
+def test_adjacent_facts_put_each_concept_right_after_its_key():
+    sys.path.insert(0, str(PROBE.parent))
+    try:
+        from logic_learning import adjacent_facts
+    finally:
+        sys.path.pop(0)
+    row = {"question": "Polly is a impus. Every jelpus is a impus. Gabriel is a yimpus. Is Polly a impus or yimpus?",
+           "answer": "Polly is a impus.", "steps": ["Polly is a impus."]}
+    edited = adjacent_facts(row)
+    assert edited["question"] == "Polly impus. Every jelpus impus. Gabriel yimpus. Is Polly a impus or yimpus?"
+    assert (edited["steps"], edited["answer"]) == (["Polly impus."], "Polly impus.")
+
+
 def test_recall_rows_ask_which_option_is_stated_of_each_queried_person():
     sys.path.insert(0, str(PROBE.parent))
     try:
@@ -138,7 +151,7 @@ def test_recall_rows_draw_counts_per_problem_from_ranges():
 def test_recall_stage_runs_in_a_curriculum_and_the_look_up_is_classified(tmp_path):
     out = run_probe("--task", "prosqa", "--opts", '{"min_nodes":4,"max_nodes":6,"min_steps":1,"max_steps":1}',
                     "--curriculum", '[{"_recall":{"people":3,"queries":2}}]', "--max-steps", "2", "--eval-every", "1",
-                    "--advance-at", "0.0", "--max-new", "12", "--save", str(tmp_path / "m"))
+                    "--advance-at", "0.0", "--max-new", "12", "--save", str(tmp_path / "m"), "--loss-on-prompt")
     assert "curriculum stage 0" in out and "-> stage 1 from step 1" in out
 
     proc = subprocess.run(
@@ -160,3 +173,21 @@ def test_maze_probe_scores_plans_with_the_checker():
     s = scores(final[0])
     # Optimal plans are feasible plans, which are well-formed plans.
     assert s["conclusion"] <= s["accuracy"] <= s["consistent"] <= 1.0
+
+
+def test_loss_on_prompt_labels_the_question_too():
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(PROBE.parent))
+    try:
+        from logic_learning import Probe
+    finally:
+        sys.path.pop(0)
+    item = SimpleNamespace(prompt_ids=[5, 6, 7], cot_ids=[8, 9], answer_ids=[10])
+    for on_prompt, first in ((False, 3), (True, 0)):
+        args = SimpleNamespace(sol_only=False, loss_on_prompt=on_prompt)
+        fake = SimpleNamespace(args=args, tok=SimpleNamespace(pad_token_id=0))
+        ids, mask, labels = Probe.batch(fake, [item, SimpleNamespace(prompt_ids=[5], cot_ids=[], answer_ids=[10])])
+        assert ids[0].tolist() == [5, 6, 7, 8, 9, 10] and mask[1].tolist() == [1, 1, 0, 0, 0, 0]
+        assert labels[0].tolist() == [-100] * first + [5, 6, 7, 8, 9, 10][first:]
+        assert labels[1].tolist() == ([5, 10] if on_prompt else [-100, 10]) + [-100] * 4

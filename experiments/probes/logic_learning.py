@@ -24,7 +24,8 @@ A ProsQA stage may also carry ``"_queried_person_only": true`` (a probe key, not
 its questions keep the facts about the queried person only (:func:`queried_person_only`); or
 ``"_recall": {"people": 6, "queries": 4}``: instead of generated graphs, associative-recall problems in
 ProsQA's words with several questions each (:func:`recall_rows`), so one problem trains several
-name-keyed look-ups.
+name-keyed look-ups; or ``"_adjacent": true``: every stated fact written "Tom lempus." instead of "Tom
+is a lempus." (:func:`adjacent_facts`), so the concept follows its key directly.
 
 ``--save DIR`` keeps the model and its tokenizer as a Hugging Face directory (rewritten at every
 evaluation), which ``--init`` continues from, on another variant too, and which an experiment can
@@ -70,6 +71,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tokenizer", default="word", choices=("word", "bpe", "maze"))
     p.add_argument("--keep-forms", action="store_true", help="word tokenizer without capital/plural marks")
     p.add_argument("--sol-only", action="store_true", help="train prompt -> answer (no chain of thought)")
+    p.add_argument("--loss-on-prompt", action="store_true",
+                   help="next-token loss on the question too (default: on chain and answer only)")
     p.add_argument("--max-new", type=int, default=0, help="tokens generated per held-out problem (0: 8 with --sol-only, else 110)")
     p.add_argument("--eval-every", type=int, default=300)
     p.add_argument("--show", type=int, default=0, help="print this many held-out generations at each evaluation")
@@ -105,6 +108,8 @@ class Probe:
         stages = [options_cls(**{**target, **{k: v for k, v in o.items() if not k.startswith("_")}}) for o in overrides]
         for i, options in enumerate(stages):
             edit = queried_person_only if overrides[i].get("_queried_person_only") else (lambda row: row)
+            if overrides[i].get("_adjacent"):
+                edit = adjacent_facts
             make = generate
             if "_recall" in overrides[i]:  # the stage's rows come from recall_rows, not the generator
                 make = functools.partial(recall_rows_for, overrides[i]["_recall"])
@@ -157,7 +162,8 @@ class Probe:
         for i, (s, n_prompt) in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s)
             mask[i, : len(s)] = 1
-            labels[i, n_prompt : len(s)] = torch.tensor(s[n_prompt:])  # loss on chain and answer only
+            first = 0 if self.args.loss_on_prompt else n_prompt  # default: loss on chain and answer only
+            labels[i, first : len(s)] = torch.tensor(s[first:])
         return ids, mask, labels
 
     @torch.no_grad()
@@ -249,6 +255,16 @@ def queried_person_only(row: dict) -> dict:
     name = re.match(r"Is (\w+) a ", question).group(1)
     kept = [s for s in sentences if s.startswith("Every ") or s.startswith(name + " ")]
     return dict(row, question=" ".join([*kept, question]))
+
+
+def adjacent_facts(row: dict) -> dict:
+    """A ProsQA row with every stated fact "A is a B." (question, steps and answer) written "A B.": the
+    concept right after its key, where copying what follows the current token finds it. A probe of the
+    text, not a format to train on: the questions ("Is Tom a lempus or scrompus?") stay as they are."""
+    def edit(text: str) -> str:
+        return re.sub(r"\b(\w+) is a (\w+)\.", r"\1 \2.", text)
+
+    return dict(row, question=edit(row["question"]), steps=[edit(s) for s in row["steps"]], answer=edit(row["answer"]))
 
 
 def recall_rows_for(recall: dict, num: int, seed: int, _options) -> list[dict]:
