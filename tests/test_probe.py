@@ -186,7 +186,7 @@ def test_loss_on_prompt_labels_the_question_too():
     item = SimpleNamespace(prompt_ids=[5, 6, 7], cot_ids=[8, 9], answer_ids=[10])
     for on_prompt, first in ((False, 3), (True, 0)):
         args = SimpleNamespace(sol_only=False, loss_on_prompt=on_prompt)
-        fake = SimpleNamespace(args=args, tok=SimpleNamespace(pad_token_id=0))
+        fake = SimpleNamespace(args=args, tok=SimpleNamespace(pad_token_id=0), device=torch.device("cpu"))
         ids, mask, labels = Probe.batch(fake, [item, SimpleNamespace(prompt_ids=[5], cot_ids=[], answer_ids=[10])])
         assert ids[0].tolist() == [5, 6, 7, 8, 9, 10] and mask[1].tolist() == [1, 1, 0, 0, 0, 0]
         assert labels[0].tolist() == [-100] * first + [5, 6, 7, 8, 9, 10][first:]

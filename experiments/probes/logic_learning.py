@@ -11,7 +11,9 @@ share whose answer agrees with the model's own conclusion and the query (is the 
 comparison learned, apart from the chain). For mazes (``--task maze --tokenizer maze``), held out by
 layout: ``accuracy`` is a feasible greedy plan, ``chain`` the exact A* trace, ``conclusion`` an optimal
 plan and ``consistent`` a well-formed one. ``--official FILE`` also scores a staged file. One thread
-per process: run two probes side by side on a 2-core machine. RESULTS.md records what they measured.
+per process: run two probes side by side on a 2-core machine. ``--device cuda`` runs the same probe on a
+GPU (TF32 matmuls), where a larger ``--batch`` pays; ``--total-steps 0`` lets the cosine follow
+``--minutes`` when the step rate is not known ahead. RESULTS.md records what they measured.
 
 ``--curriculum`` trains on easier variants first (Saparov et al. 2025's depth curriculum): a JSON list
 of option overrides, each applied over ``--opts``; training moves to the next stage, and finally to
@@ -60,7 +62,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--opts", default="{}", help="generator options as JSON")
     p.add_argument("--n", type=int, default=60000, help="training problems (generated once, cycled)")
     p.add_argument("--minutes", type=float, default=10, help="training time (evaluation not counted)")
-    p.add_argument("--total-steps", type=int, default=3000, help="length of the cosine schedule")
+    p.add_argument("--total-steps", type=int, default=3000,
+                   help="length of the cosine schedule (0: it follows --minutes of training time instead)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: only --minutes)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch", type=int, default=32)
@@ -78,6 +81,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--show", type=int, default=0, help="print this many held-out generations at each evaluation")
     p.add_argument("--official", default="", help="a staged file to score as well")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU (TF32 matmuls): the same probe at a larger batch")
     p.add_argument("--save", default="",
                    help="a directory: the model and its tokenizer as a Hugging Face model directory, rewritten at"
                         " every evaluation (so a stopped probe keeps its last one); `mixed.model.lm.pretrained` and"
@@ -134,6 +138,7 @@ class Probe:
             eos_token_id=self.tok.eos_token_id, bos_token_id=self.tok.eos_token_id,
         )
         self.model = LlamaForCausalLM(cfg)
+        self.device = torch.device(args.device)
         if args.init:
             if Path(args.init).is_dir():
                 state = LlamaForCausalLM.from_pretrained(args.init).state_dict()
@@ -144,6 +149,7 @@ class Probe:
             if old_tok.get_vocab() != self.tok.get_vocab():
                 state = transplant_vocabulary(state, old_tok, self.tok, self.model)
             self.model.load_state_dict(state)
+        self.model.to(self.device)
         self.stage = args.start_stage
         self.train = self.stages[self.stage]
 
@@ -164,7 +170,7 @@ class Probe:
             mask[i, : len(s)] = 1
             first = 0 if self.args.loss_on_prompt else n_prompt  # default: loss on chain and answer only
             labels[i, first : len(s)] = torch.tensor(s[first:])
-        return ids, mask, labels
+        return ids.to(self.device), mask.to(self.device), labels.to(self.device)
 
     @torch.no_grad()
     def evaluate(self, scored) -> dict[str, float]:
@@ -180,7 +186,8 @@ class Probe:
             for j, p in enumerate(prompts):  # left padding for generation
                 ids[j, width - len(p):] = torch.tensor(p)
                 mask[j, width - len(p):] = 1
-            out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=pad,
+            out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                      do_sample=False, pad_token_id=pad,
                                       max_new_tokens=self.args.max_new or (8 if self.args.sol_only else 110), eos_token_id=self.tok.eos_token_id)
             for j, ex in enumerate(examples[start : start + len(prompts)]):
                 generated = self.tok.decode(out[j, width:], skip_special_tokens=True)
@@ -198,11 +205,17 @@ class Probe:
         model = self.model
         print(f"{len(self.tok)} tokens, {sum(p.numel() for p in model.parameters())} parameters", flush=True)
         opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.99), weight_decay=0.01)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / a.warmup) * (
-            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, a.total_steps) / a.total_steps))))
         order = list(range(len(self.train)))
         random.Random(a.seed).shuffle(order)
         step, tokens, loss_avg, t0 = 0, 0, None, time.time()
+
+        def progress(s: int) -> float:  # along the cosine: by steps, or with --total-steps 0 by training time
+            if a.total_steps:
+                return min(s, a.total_steps) / a.total_steps
+            return min(1.0, (time.time() - t0) / (a.minutes * 60))  # t0 moves on past evaluations
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / a.warmup) * (
+            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress(s)))))
         model.train()
         while time.time() - t0 < a.minutes * 60 and not (a.max_steps and step >= a.max_steps):
             first = (step * a.batch) % len(order)
@@ -363,6 +376,7 @@ def _fmt(m: dict[str, float]) -> str:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
+    torch.set_float32_matmul_precision("high")  # TF32 on a GPU; no effect on a CPU
     args = parse_args()
     torch.manual_seed(args.seed)
     Probe(args).run()
