@@ -48,13 +48,23 @@ def test_curriculum_advances_saves_and_continues_on_other_words(tmp_path):
 
     # The official templates add words ("Each", "are"): rows of the words both vocabularies hold carry over.
     out = run_probe("--opts", "{}", "--init", str(tmp_path / "m"), "--max-steps", "2", "--eval-every", "2",
-                    "--stop-at", "0.0", "--save", str(tmp_path / "m2"))
+                    "--stop-at", "0.0", "--save", str(tmp_path / "m2"), "--total-steps", "0")  # cosine over --minutes
     carried, total = map(int, re.search(r"vocabulary: (\d+) of (\d+) token rows carried", out).groups())
     assert 0 < carried < total
     old_tok, new_tok = AutoTokenizer.from_pretrained(tmp_path / "m"), AutoTokenizer.from_pretrained(tmp_path / "m2")
     assert len(new_tok) == total and carried == len(set(old_tok.get_vocab()) & set(new_tok.get_vocab()))
     # --stop-at 0 ends the run at its first evaluation, which saved the model.
     assert re.search(r"^step 2 ", out, re.M) and "final step 2" in out
+
+
+def test_lr_factor_warms_up_then_follows_the_cosine_to_a_tenth():
+    sys.path.insert(0, str(PROBE.parent))
+    try:
+        from logic_learning import lr_factor
+    finally:
+        sys.path.pop(0)
+    assert lr_factor(0, 100, 0.0) == 0.01 and lr_factor(99, 100, 0.0) == 1.0
+    assert abs(lr_factor(500, 100, 0.5) - 0.55) < 1e-9 and abs(lr_factor(500, 100, 1.0) - 0.1) < 1e-9
 
 
 def test_transplant_copies_rows_by_token_string():

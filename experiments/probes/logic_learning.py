@@ -214,8 +214,7 @@ class Probe:
                 return min(s, a.total_steps) / a.total_steps
             return min(1.0, (time.time() - t0) / (a.minutes * 60))  # t0 moves on past evaluations
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / a.warmup) * (
-            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress(s)))))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, a.warmup, progress(s)))
         model.train()
         while time.time() - t0 < a.minutes * 60 and not (a.max_steps and step >= a.max_steps):
             first = (step * a.batch) % len(order)
@@ -258,6 +257,11 @@ class Probe:
             line += " | official " + _fmt(self.evaluate(self.official))
         print(line, flush=True)
         return scores["accuracy"]
+
+
+def lr_factor(step: int, warmup: int, progress: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then a cosine from 1 to 0.1 as ``progress`` goes 0 -> 1."""
+    return min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def queried_person_only(row: dict) -> dict:
