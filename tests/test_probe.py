@@ -29,6 +29,16 @@ def run_probe(*args: str) -> str:
     return proc.stdout
 
 
+def probe_module():
+    """The probe script as a module (it lives outside the package)."""
+    sys.path.insert(0, str(PROBE.parent))
+    try:
+        import logic_learning
+    finally:
+        sys.path.pop(0)
+    return logic_learning
+
+
 def scores(line: str) -> dict[str, float]:
     return {k: float(v) for k, v in re.findall(r"(accuracy|chain|conclusion|consistent) ([0-9.]+)", line)}
 
@@ -58,21 +68,31 @@ def test_curriculum_advances_saves_and_continues_on_other_words(tmp_path):
 
 
 def test_lr_factor_warms_up_then_follows_the_cosine_to_a_tenth():
-    sys.path.insert(0, str(PROBE.parent))
-    try:
-        from logic_learning import lr_factor
-    finally:
-        sys.path.pop(0)
+    lr_factor = probe_module().lr_factor
     assert lr_factor(0, 100, 0.0) == 0.01 and lr_factor(99, 100, 0.0) == 1.0
     assert abs(lr_factor(500, 100, 0.5) - 0.55) < 1e-9 and abs(lr_factor(500, 100, 1.0) - 0.1) < 1e-9
 
 
+def test_an_unknown_probe_key_stops_the_probe_with_its_name():
+    proc = subprocess.run(
+        [sys.executable, str(PROBE), *TINY, "--task", "prosqa", "--curriculum", '[{"_adjacnt": true}]',
+         "--max-steps", "1"],
+        cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0 and "stage 0: unknown probe key(s) ['_adjacnt']" in proc.stderr
+
+
+def test_row_edits_of_one_stage_compose():
+    m = probe_module()
+    row = {"question": "Polly is a impus. Gabriel is a yimpus. Is Polly a impus or yimpus?",
+           "answer": "Polly is a impus.", "steps": ["Polly is a impus."]}
+    edited = m.adjacent_facts(m.queried_person_only(row))
+    assert list(m.ROW_EDITS) == ["_queried_person_only", "_adjacent"]
+    assert edited["question"] == "Polly impus. Is Polly a impus or yimpus?"
+
+
 def test_transplant_copies_rows_by_token_string():
-    sys.path.insert(0, str(PROBE.parent))
-    try:
-        from logic_learning import transplant_vocabulary
-    finally:
-        sys.path.pop(0)
+    transplant_vocabulary = probe_module().transplant_vocabulary
 
     class Tok:
         def __init__(self, vocab):
@@ -95,11 +115,7 @@ def test_transplant_copies_rows_by_token_string():
 
 
 def test_queried_person_only_drops_the_other_peoples_facts():
-    sys.path.insert(0, str(PROBE.parent))
-    try:
-        from logic_learning import queried_person_only
-    finally:
-        sys.path.pop(0)
+    queried_person_only = probe_module().queried_person_only
     row = {"question": "Polly is a impus. Gabriel is a yimpus. Every jelpus is a impus. Polly is a jelpus. "
                        "Is Polly a impus or yimpus?", "answer": "Polly is a impus.", "steps": ["Polly is a impus."]}
     edited = queried_person_only(row)
@@ -108,11 +124,7 @@ def test_queried_person_only_drops_the_other_peoples_facts():
 
 
 def test_adjacent_facts_put_each_concept_right_after_its_key():
-    sys.path.insert(0, str(PROBE.parent))
-    try:
-        from logic_learning import adjacent_facts
-    finally:
-        sys.path.pop(0)
+    adjacent_facts = probe_module().adjacent_facts
     row = {"question": "Polly is a impus. Every jelpus is a impus. Gabriel is a yimpus. Is Polly a impus or yimpus?",
            "answer": "Polly is a impus.", "steps": ["Polly is a impus."]}
     edited = adjacent_facts(row)
@@ -121,11 +133,7 @@ def test_adjacent_facts_put_each_concept_right_after_its_key():
 
 
 def test_recall_rows_ask_which_option_is_stated_of_each_queried_person():
-    sys.path.insert(0, str(PROBE.parent))
-    try:
-        from logic_learning import recall_rows
-    finally:
-        sys.path.pop(0)
+    recall_rows = probe_module().recall_rows
     rows = recall_rows(50, seed=3, people=5, queries=3, rules=2)
     assert rows == recall_rows(50, seed=3, people=5, queries=3, rules=2)
     assert rows != recall_rows(50, seed=4, people=5, queries=3, rules=2)
@@ -145,11 +153,7 @@ def test_recall_rows_ask_which_option_is_stated_of_each_queried_person():
 
 
 def test_recall_rows_draw_counts_per_problem_from_ranges():
-    sys.path.insert(0, str(PROBE.parent))
-    try:
-        from logic_learning import recall_rows
-    finally:
-        sys.path.pop(0)
+    recall_rows = probe_module().recall_rows
     rows = recall_rows(300, seed=0, people=[2, 5], queries=[1, 4], rules=1)
     people = [len(set(re.findall(r"([A-Z]\w+) is a ", r["question"])) - {"Every"}) for r in rows]
     queries = [len(r["steps"]) for r in rows]
@@ -188,11 +192,7 @@ def test_maze_probe_scores_plans_with_the_checker():
 def test_loss_on_prompt_labels_the_question_too():
     from types import SimpleNamespace
 
-    sys.path.insert(0, str(PROBE.parent))
-    try:
-        from logic_learning import Probe
-    finally:
-        sys.path.pop(0)
+    Probe = probe_module().Probe
     item = SimpleNamespace(prompt_ids=[5, 6, 7], cot_ids=[8, 9], answer_ids=[10])
     for on_prompt, first in ((False, 3), (True, 0)):
         args = SimpleNamespace(sol_only=False, loss_on_prompt=on_prompt)

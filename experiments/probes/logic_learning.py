@@ -81,7 +81,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--show", type=int, default=0, help="print this many held-out generations at each evaluation")
     p.add_argument("--official", default="", help="a staged file to score as well")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU (TF32 matmuls): the same probe at a larger batch")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, or cuda for a GPU (TF32 matmuls): the same probe at a larger batch")
     p.add_argument("--save", default="",
                    help="a directory: the model and its tokenizer as a Hugging Face model directory, rewritten at"
                         " every evaluation (so a stopped probe keeps its last one); `mixed.model.lm.pretrained` and"
@@ -111,9 +112,17 @@ class Probe:
         overrides = json.loads(args.curriculum) + [{}]
         stages = [options_cls(**{**target, **{k: v for k, v in o.items() if not k.startswith("_")}}) for o in overrides]
         for i, options in enumerate(stages):
-            edit = queried_person_only if overrides[i].get("_queried_person_only") else (lambda row: row)
-            if overrides[i].get("_adjacent"):
-                edit = adjacent_facts
+            unknown = {k for k in overrides[i] if k.startswith("_")} - {"_recall", *ROW_EDITS}
+            if unknown:
+                raise ValueError(f"--curriculum stage {i}: unknown probe key(s) {sorted(unknown)}; "
+                                 f"known: {sorted(['_recall', *ROW_EDITS])}")
+            edits = [f for key, f in ROW_EDITS.items() if overrides[i].get(key)]  # applied in this order
+
+            def edit(row: dict, edits=edits) -> dict:
+                for f in edits:
+                    row = f(row)
+                return row
+
             make = generate
             if "_recall" in overrides[i]:  # the stage's rows come from recall_rows, not the generator
                 make = functools.partial(recall_rows_for, overrides[i]["_recall"])
@@ -282,6 +291,10 @@ def adjacent_facts(row: dict) -> dict:
         return re.sub(r"\b(\w+) is a (\w+)\.", r"\1 \2.", text)
 
     return dict(row, question=edit(row["question"]), steps=[edit(s) for s in row["steps"]], answer=edit(row["answer"]))
+
+
+# A stage's probe keys that rewrite each generated row (several may be set; applied in this order).
+ROW_EDITS = {"_queried_person_only": queried_person_only, "_adjacent": adjacent_facts}
 
 
 def recall_rows_for(recall: dict, num: int, seed: int, _options) -> list[dict]:
