@@ -40,6 +40,10 @@ def test_a_latent_models_leading_fragment_is_not_a_sentence():
     assert check_chain("prontoqa", PRONTOQA_Q, "Alex is happy.\n### False")["rules_in_question"] is None
     rows = [{"question": PRONTOQA_Q, "text": "Alex is happy.\n### False"}, {"question": PRONTOQA_Q, "text": text}]
     assert chain_rates("prontoqa", rows)["rules_in_question"] == 1.0
+    # Chains that are only the conclusion (every chunk before it written as codes): no rule to rate,
+    # so the check is left out instead of NaN, which the seed summary could not average.
+    conclusion_only = [{"question": PRONTOQA_Q, "text": "Alex is happy.\n### False"}]
+    assert chain_rates("prontoqa", conclusion_only) == {"ends_at_query": 1.0, "answer_follows_chain": 1.0}
 
 
 def test_answer_only_generations_keep_only_the_answer_checks():

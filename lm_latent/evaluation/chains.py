@@ -75,7 +75,8 @@ def check_chain(task: str, question: str, text: str) -> dict[str, float | None]:
 def chain_rates(task: str, rows: Iterable[Mapping]) -> dict[str, float]:
     """Mean of each check over a results file's rows (``question`` and generated ``text`` each).
 
-    ``rules_in_question`` is averaged over the generations that state at least one rule. When no
+    ``rules_in_question`` is averaged over the generations that state at least one rule, and left out
+    when none does (a latent model whose text after the codes is only the conclusion). When no
     generation has a chain (an answer-only model) only the checks of the answer remain.
     """
     rows = list(rows)
@@ -86,5 +87,6 @@ def chain_rates(task: str, rows: Iterable[Mapping]) -> dict[str, float]:
         if name in _NEED_A_CHAIN and not has_chain:
             continue
         values = [c[name] for c in checks if c[name] is not None]
-        rates[name] = statistics.fmean(values) if values else float("nan")
+        if values:  # a rate of nothing is no number: leave the check out rather than write NaN
+            rates[name] = statistics.fmean(values)
     return rates
