@@ -253,6 +253,26 @@ def test_strategy_is_one_switch(stage2_files, strategy):
             assert item["k"] == ex.num_full_chunks(L)
 
 
+def test_partial_chunk_latent_can_replace_the_whole_cot(stage2_files):
+    """``partial_chunk: latent``: a CoT's last, shorter chunk becomes a code too, so all_replace leaves
+    no CoT text and latent_ar's k reaches the number of chunks, rounded up."""
+    table = load_codes(stage2_files["train_codes"])
+    whole = _setup(stage2_files, strategy="all_replace", partial_chunk="latent")
+    vocab = whole.latent_vocab
+    partial = 0
+    for i, ex in enumerate(whole.train_set.examples):
+        item, n = whole.train_set[(i, 0)], -(-len(ex.cot_ids) // L)
+        partial += len(ex.cot_ids) % L != 0
+        codes = [vocab.code_to_id(c) for c in table.codes[ex.id][:n]]
+        assert item["k"] == n
+        assert item["input_ids"] == list(ex.prompt_ids) + [vocab.bo_id, *codes, vocab.eo_id] + list(ex.answer_ids)
+    assert partial > 0  # the fixture has CoTs with a shorter last chunk
+    ar = _setup(stage2_files, strategy="latent_ar", partial_chunk="latent")
+    seen = [(ar.train_set[(i, e)]["k"], len(ex.cot_ids)) for e in range(4) for i, ex in enumerate(ar.train_set.examples)]
+    assert all(0 <= k <= -(-n // L) for k, n in seen)
+    assert any(k * L > n for k, n in seen)  # a draw that took a shorter last chunk
+
+
 def test_baselines_need_no_codes_file(stage2_files):
     dm = _setup(stage2_files, strategy="cot", codes_file=None, val_codes_file=None)
     assert dm.num_codes == 0 and dm.latent_vocab is None

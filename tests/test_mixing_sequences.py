@@ -16,7 +16,7 @@ BO, EO = VOCAB.bo_id, VOCAB.eo_id
 P = (1, 2, 3)
 # CoT of 11 tokens over two steps -> chunks [10..13] [14..17] [18 19 20]: n = 3 chunks, 2 full.
 EX = TokenizedExample("ex-0", P, ((10, 11, 12, 13, 14), (15, 16, 17, 18, 19, 20)), (30, 31, 0))
-CODES = [5, 9, 2]  # one code per chunk; the partial chunk's code is never used
+CODES = [5, 9, 2]  # one code per chunk; the partial chunk's is used only with partial_chunk: latent
 S = [30, 31, 0]
 
 
@@ -30,6 +30,7 @@ def z(code: int) -> int:
         (0, [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]),
         (1, [BO, z(5), EO, 14, 15, 16, 17, 18, 19, 20]),
         (2, [BO, z(5), z(9), EO, 18, 19, 20]),
+        (3, [BO, z(5), z(9), z(2), EO]),  # the last, shorter chunk too: the whole CoT as codes
     ],
 )
 def test_left_to_right_replacement_exact_tokens_and_labels(k, expected_rest):
@@ -62,9 +63,9 @@ def test_sequence_length_agrees_with_build_for_random_replacements():
     for i in range(200):
         n_cot = rng.randint(0, 40)
         ex = TokenizedExample(f"r{i}", (1,) * rng.randint(1, 5), ((7,) * n_cot,), (0,) * rng.randint(1, 4))
-        n_full = n_cot // L
-        chunks = tuple(sorted(rng.sample(range(n_full), rng.randint(0, n_full))))
-        ids, labels = build_sequence(ex, [3] * (n_full + 1), chunks, VOCAB, L)
+        n_chunks = -(-n_cot // L)  # the last, shorter chunk included
+        chunks = tuple(sorted(rng.sample(range(n_chunks), rng.randint(0, n_chunks))))
+        ids, labels = build_sequence(ex, [3] * n_chunks, chunks, VOCAB, L)
         assert len(ids) == len(labels) == sequence_length(ex, chunks, L)
 
 
@@ -96,8 +97,10 @@ def test_real_tokenizer_example(tiny_tokenizer):
 
 
 def test_bad_requests_name_the_example():
-    with pytest.raises(ValueError, match="example 'ex-0': k=3 outside 0..2"):
-        build_sequence(EX, CODES, 3, VOCAB, L)
+    with pytest.raises(ValueError, match=r"example 'ex-0': k=4 outside 0..3 \(its number of CoT chunks\)"):
+        build_sequence(EX, CODES, 4, VOCAB, L)
+    with pytest.raises(ValueError, match=r"chunk indices \(1, 3\) outside 0..2"):
+        build_sequence(EX, CODES + [7], (1, 3), VOCAB, L)
     with pytest.raises(ValueError, match="example 'ex-0': needs codes for chunks up to 1, the code table has 1"):
         build_sequence(EX, [5], 2, VOCAB, L)
     with pytest.raises(ValueError, match="ascending and unique"):
@@ -110,6 +113,8 @@ STRATEGY_CASES = [
     ("latent_ar", {}), ("latent_ar", {"m_values": (0, 8, 12)}), ("latent_ar", {"m_values": (8, 20)}),
     ("all_replace", {}), ("curriculum", {"chunks_per_stage": 2}), ("poisson", {}), ("poisson", {"poisson_rate": 9.0}),
     ("cot", {}), ("sol_only", {}),
+    ("latent_ar", {"partial_chunk": "latent"}), ("latent_ar", {"m_values": (0, 8, 12), "partial_chunk": "latent"}),
+    ("all_replace", {"partial_chunk": "latent"}), ("curriculum", {"partial_chunk": "latent"}),
 ]
 
 
@@ -117,20 +122,21 @@ STRATEGY_CASES = [
 @pytest.mark.parametrize("name, options", STRATEGY_CASES, ids=[f"{n}{o}" for n, o in STRATEGY_CASES])
 def test_longest_sequence_length_is_the_longest_draw(name, options, chunk_size):
     """What max_length is checked against: the longest sequence any draw of the strategy builds, in
-    any epoch (with L <= 2 a latent chunk plus its delimiters can be longer than its text)."""
+    any epoch (with L <= 2, or a last chunk of one token, a latent chunk plus its delimiters can be
+    longer than its text)."""
     from itertools import combinations
 
     from lm_latent.mixing.strategies import MixingStrategy, choose
     from lm_latent.mixing.sequences import longest_sequence_length
 
     strategy = MixingStrategy(name, **options)
-    n_full = EX.num_full_chunks(chunk_size)
-    draws = [choose(strategy, f"id{i}", n_full, chunk_size, 0, epoch) for i in range(200) for epoch in range(12)]
-    possible = strategy.possible_ks(n_full, chunk_size)
+    n = strategy.replaceable_chunks(len(EX.cot_ids), chunk_size)
+    draws = [choose(strategy, f"id{i}", n, chunk_size, 0, epoch) for i in range(200) for epoch in range(12)]
+    possible = strategy.possible_ks(n, chunk_size)
     assert {r.k for r in draws} <= set(possible)
     longest = longest_sequence_length(EX, strategy, chunk_size)
     # The longest layout of every possible count (any positions for poisson).
-    layouts = [c for k in possible for c in (combinations(range(n_full), k) if strategy.scatters else [tuple(range(k))])]
+    layouts = [c for k in possible for c in (combinations(range(n), k) if strategy.scatters else [tuple(range(k))])]
     assert longest == max(sequence_length(EX, c, chunk_size, strategy.includes_cot) for c in layouts)
     drawn = max(sequence_length(EX, r.chunks, chunk_size, r.include_cot) for r in draws)
     if strategy.scatters:  # the longest layouts (alternating chunks, or k = 0 at rate 9) are rare draws

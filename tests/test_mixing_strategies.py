@@ -120,3 +120,18 @@ def test_bad_options_are_clear():
         MixingStrategy("latent_ar", m_values=())
     with pytest.raises(ValueError, match="epochs_per_stage"):
         MixingStrategy("curriculum", epochs_per_stage=0)
+
+
+def test_partial_chunk_decides_whether_a_last_shorter_chunk_can_be_replaced():
+    text, latent = MixingStrategy("latent_ar"), MixingStrategy("latent_ar", partial_chunk="latent")
+    # 43 CoT tokens in chunks of 16: two whole chunks and one of 11 tokens.
+    assert text.replaceable_chunks(43, 16) == 2 and latent.replaceable_chunks(43, 16) == 3
+    assert text.replaceable_chunks(32, 16) == latent.replaceable_chunks(32, 16) == 2
+    assert latent.replaceable_chunks(0, 16) == 0
+    # The paper's m capped at the CoT length: m = 48 on a 43-token CoT replaces all of it.
+    capped = MixingStrategy("latent_ar", m_values=(0, 48), partial_chunk="latent")
+    assert capped.possible_ks(capped.replaceable_chunks(43, 16), 16) == (0, 3)
+    with pytest.raises(ValueError, match="partial_chunk must be one of text, latent, got 'tail'"):
+        MixingStrategy("latent_ar", partial_chunk="tail")
+    with pytest.raises(ValueError, match="poisson scatters whole chunks only"):
+        MixingStrategy("poisson", partial_chunk="latent")

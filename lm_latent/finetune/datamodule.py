@@ -97,8 +97,8 @@ class MixedTokenDataset(Dataset):
 
     def replacement(self, index: int, epoch: int | None = None) -> Replacement:
         ex = self.examples[index]
-        n_full = ex.num_full_chunks(self.chunk_size)
-        return choose(self.strategy, ex.id, n_full, self.chunk_size, self.seed, self._epoch(epoch))
+        n = self.strategy.replaceable_chunks(len(ex.cot_ids), self.chunk_size)
+        return choose(self.strategy, ex.id, n, self.chunk_size, self.seed, self._epoch(epoch))
 
     def lengths(self, epoch: int | None = None) -> list[int]:
         """Every sample's sequence length in ``epoch``, after truncation (cached for the last epoch asked)."""
@@ -172,7 +172,8 @@ class MixedTokenDataModule(pl.LightningDataModule):
             ``codes_file`` only where that was encoded from the same content; otherwise that is an error.
             Not needed by the ``cot``/``sol_only`` baselines.
         strategy: one of ``lm_latent.mixing.strategies.STRATEGIES``; ``m_values``, ``epochs_per_stage``,
-            ``chunks_per_stage`` and ``poisson_rate`` are its options.
+            ``chunks_per_stage``, ``poisson_rate`` and ``partial_chunk`` (``"text"``: a CoT's last, shorter
+            chunk always stays text; ``"latent"``: it can be replaced too) are its options.
         seed: seeds the k draws (with the epoch and the example id) and the shuffling.
         global_batch_size / micro_batch_size: the global batch is the configured quantity; per-device
             micro batch and gradient accumulation are derived from the world size.
@@ -204,6 +205,7 @@ class MixedTokenDataModule(pl.LightningDataModule):
         epochs_per_stage: int = 1,
         chunks_per_stage: int = 1,
         poisson_rate: float | None = None,
+        partial_chunk: str = "text",
         seed: int = 0,
         global_batch_size: int = 32,
         micro_batch_size: int | None = None,
@@ -223,6 +225,7 @@ class MixedTokenDataModule(pl.LightningDataModule):
             epochs_per_stage,
             chunks_per_stage,
             poisson_rate,
+            partial_chunk,
         )
         if self.strategy.needs_codes and not codes_file:
             raise ValueError(f"data.codes_file is required by strategy '{strategy}' (it replaces CoT chunks by codes)")

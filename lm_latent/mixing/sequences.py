@@ -21,16 +21,16 @@ from lm_latent.mixing.tokens import LatentVocab
 IGNORE_INDEX = -100
 
 
-def _as_chunks(k: int | Sequence[int], n_full: int, example_id: str) -> tuple[int, ...]:
+def _as_chunks(k: int | Sequence[int], n_chunks: int, example_id: str) -> tuple[int, ...]:
     if isinstance(k, int):
-        if not 0 <= k <= n_full:
-            raise ValueError(f"example '{example_id}': k={k} outside 0..{n_full} (its number of full chunks)")
+        if not 0 <= k <= n_chunks:
+            raise ValueError(f"example '{example_id}': k={k} outside 0..{n_chunks} (its number of CoT chunks)")
         return tuple(range(k))
     chunks = tuple(int(c) for c in k)
     if list(chunks) != sorted(set(chunks)):
         raise ValueError(f"example '{example_id}': replaced chunk indices must be ascending and unique, got {chunks}")
-    if chunks and not (0 <= chunks[0] and chunks[-1] < n_full):
-        raise ValueError(f"example '{example_id}': chunk indices {chunks} outside 0..{n_full - 1} (full chunks only)")
+    if chunks and not (0 <= chunks[0] and chunks[-1] < n_chunks):
+        raise ValueError(f"example '{example_id}': chunk indices {chunks} outside 0..{n_chunks - 1} (its CoT chunks)")
     return chunks
 
 
@@ -46,7 +46,8 @@ def build_sequence(
     """Return ``(input_ids, labels)`` for ``tokenized`` with chunks replaced by their codes.
 
     ``k`` is either the number of leading chunks replaced, or the ascending indices of the replaced
-    full chunks. ``codes`` holds one code per CoT chunk (left to right, as stage 1 writes them); only
+    chunks (which of them may be replaced, a last shorter one included, is the strategy's choice:
+    :meth:`~lm_latent.mixing.strategies.MixingStrategy.replaceable_chunks`). ``codes`` holds one code per CoT chunk (left to right, as stage 1 writes them); only
     the codes of replaced chunks are read, so it may be None when nothing is replaced.
     """
     prompt, answer = list(tokenized.prompt_ids), list(tokenized.answer_ids)
@@ -55,8 +56,7 @@ def build_sequence(
         return prompt + answer, labels_prompt + answer
 
     chunks = tokenized.chunks(chunk_size)
-    n_full = tokenized.num_full_chunks(chunk_size)
-    replaced = _as_chunks(k, n_full, tokenized.id)
+    replaced = _as_chunks(k, len(chunks), tokenized.id)
     body: list[int] = []
     if replaced:
         if latent_vocab is None:
@@ -85,29 +85,24 @@ def sequence_length(tokenized: TokenizedExample, chunks_replaced: Sequence[int],
     base = len(tokenized.prompt_ids) + len(tokenized.answer_ids)
     if not include_cot:
         return base
-    k = len(chunks_replaced)
+    cot = len(tokenized.cot_ids)
     runs = sum(1 for j, c in enumerate(chunks_replaced) if j == 0 or chunks_replaced[j - 1] != c - 1)
-    return _mixed_length(base + len(tokenized.cot_ids), k, runs, chunk_size)
-
-
-def _mixed_length(plain: int, k: int, runs: int, chunk_size: int) -> int:
-    # Each latent chunk turns L text tokens into one code; each run of them adds two delimiters.
-    return plain - k * chunk_size + k + 2 * runs
+    # Each latent chunk turns its text tokens (L, or fewer for a last chunk) into one code; each run of
+    # latent chunks adds two delimiters.
+    replaced_text = sum(min(chunk_size, cot - c * chunk_size) for c in chunks_replaced)
+    return base + cot - replaced_text + len(chunks_replaced) + 2 * runs
 
 
 def longest_sequence_length(tokenized: TokenizedExample, strategy, chunk_size: int) -> int:
     """The longest sequence any draw of ``strategy`` (a :class:`~lm_latent.mixing.strategies.MixingStrategy`)
     can build from ``tokenized``, in any epoch: what decides whether ``max_length`` can cut it."""
-    plain = len(tokenized.prompt_ids) + len(tokenized.answer_ids)
     if not strategy.includes_cot:
-        return plain
-    plain += len(tokenized.cot_ids)
-    n_full = tokenized.num_full_chunks(chunk_size)
-    ks = strategy.possible_ks(n_full, chunk_size)
-    if chunk_size >= 3 and ks[0] == 0:
-        return plain  # every latent chunk saves L - 1 >= 2 tokens, at most the 2 delimiters it may add
-    # Scattered chunks: at most min(k, n_full - k + 1) runs, each with its own delimiters.
-    return max(
-        _mixed_length(plain, k, (min(k, n_full - k + 1) if strategy.scatters else 1) if k else 0, chunk_size)
-        for k in ks
-    )
+        return sequence_length(tokenized, (), chunk_size, include_cot=False)
+    n = strategy.replaceable_chunks(len(tokenized.cot_ids), chunk_size)
+    ks = strategy.possible_ks(n, chunk_size)
+    if not strategy.scatters:
+        return max(sequence_length(tokenized, range(k), chunk_size) for k in ks)
+    # Scattered whole chunks: each saves L - 1 tokens and at most min(k, n - k + 1) runs add two
+    # delimiters each; the longest draw has the most runs.
+    plain = sequence_length(tokenized, (), chunk_size)
+    return max(plain - k * (chunk_size - 1) + 2 * (min(k, n - k + 1) if k else 0) for k in ks)

@@ -1,23 +1,27 @@
 """Which CoT chunks of a sample are replaced by latent codes, per strategy.
 
-Every strategy returns a :class:`Replacement`: the indices of the *whole* chunks (of L tokens) that
-become latent tokens, and whether the CoT is kept at all. Only full chunks are ever replaced; a last,
-shorter chunk always stays text.
+Every strategy returns a :class:`Replacement`: the indices of the chunks that become latent tokens,
+and whether the CoT is kept at all. ``n`` below is the number of chunks a sample can have replaced
+(:meth:`MixingStrategy.replaceable_chunks`): with ``partial_chunk="text"`` (default) only its whole
+chunks of L tokens, so a last, shorter chunk always stays text; with ``partial_chunk="latent"`` that
+last chunk too, so the whole CoT can become codes (the paper caps m at the CoT length; its ProntoQA
+and ProsQA models write almost no text, Table 4.1). Only the left-to-right strategies take
+``"latent"``.
 
 Strategies (one config switch, ``strategy``):
 
 ``latent_ar`` (the paper)
     The first k chunks, left to right, with k random per sample and per use. With ``m_values`` (token
     counts, e.g. the paper's math set {0, 72, 128, 160, 192, 224, 256}) m is drawn uniformly from the
-    set and k = min(m // L, n_full); without it (default, for short CoTs such as ProsQA's ~25 tokens)
-    k is uniform over 0..n_full.
+    set and k = min(m // L, n); without it (default, for short CoTs such as ProsQA's ~25 tokens)
+    k is uniform over 0..n.
 ``all_replace``
-    Every full chunk: k = n_full.
+    Every replaceable chunk: k = n.
 ``curriculum``
-    k grows with the epoch: stage = epoch // epochs_per_stage, k = min(stage * chunks_per_stage, n_full).
+    k grows with the epoch: stage = epoch // epochs_per_stage, k = min(stage * chunks_per_stage, n).
 ``poisson``
-    Latent chunks at scattered positions. The number of latent chunks is k = min(X, n_full) with
-    X ~ Poisson(rate), ``rate = poisson_rate`` or, when unset, n_full / 2 (the mean of ``latent_ar``'s
+    Latent chunks at scattered positions. The number of latent chunks is k = min(X, n) with
+    X ~ Poisson(rate), ``rate = poisson_rate`` or, when unset, n / 2 (the mean of ``latent_ar``'s
     uniform draw); the k positions are a uniformly random k-subset of the full chunks. Each maximal run
     of consecutive latent chunks is wrapped in its own ``<boLatent> ... <eoLatent>``.
 ``cot``
@@ -37,11 +41,12 @@ import math
 import random
 from dataclasses import dataclass
 STRATEGIES: tuple[str, ...] = ("latent_ar", "all_replace", "curriculum", "poisson", "cot", "sol_only")
+PARTIAL_CHUNK: tuple[str, ...] = ("text", "latent")
 
 
 @dataclass(frozen=True)
 class Replacement:
-    """The full-chunk indices (ascending) replaced by their codes; ``include_cot=False`` drops the CoT."""
+    """The chunk indices (ascending) replaced by their codes; ``include_cot=False`` drops the CoT."""
 
     chunks: tuple[int, ...] = ()
     include_cot: bool = True
@@ -92,10 +97,15 @@ class MixingStrategy:
     epochs_per_stage: int = 1
     chunks_per_stage: int = 1
     poisson_rate: float | None = None
+    partial_chunk: str = "text"
 
     def __post_init__(self) -> None:
         if self.name not in STRATEGIES:
             raise ValueError(f"unknown mixing strategy '{self.name}'; choose one of {', '.join(STRATEGIES)}")
+        if self.partial_chunk not in PARTIAL_CHUNK:
+            raise ValueError(f"partial_chunk must be one of {', '.join(PARTIAL_CHUNK)}, got '{self.partial_chunk}'")
+        if self.partial_chunk == "latent" and self.scatters:
+            raise ValueError("partial_chunk: latent is for the left-to-right strategies; poisson scatters whole chunks only")
         if self.m_values is not None:
             values = tuple(int(m) for m in self.m_values)
             if not values or any(m < 0 for m in values):
@@ -126,61 +136,69 @@ class MixingStrategy:
         """True for ``poisson``, whose latent chunks may form several runs; the others replace a prefix."""
         return self.name == "poisson"
 
-    def possible_ks(self, n_full: int, chunk_size: int) -> tuple[int, ...]:
-        """Every number of latent chunks a draw can give a sample with ``n_full`` whole chunks, in any
-        epoch (ascending). What bounds the sequence lengths a dataset can produce."""
+    def replaceable_chunks(self, cot_length: int, chunk_size: int) -> int:
+        """How many of a CoT's chunks can become codes: the whole ones, plus a last, shorter one when
+        ``partial_chunk`` is ``"latent"``."""
+        if self.partial_chunk == "latent":
+            return -(-cot_length // chunk_size)
+        return cot_length // chunk_size
+
+    def possible_ks(self, n: int, chunk_size: int) -> tuple[int, ...]:
+        """Every number of latent chunks a draw can give a sample with ``n`` replaceable chunks
+        (:meth:`replaceable_chunks`), in any epoch (ascending). What bounds the sequence lengths a
+        dataset can produce."""
         name = self.name
         if name in ("cot", "sol_only"):
             return (0,)
         if name == "all_replace":
-            return (n_full,)
+            return (n,)
         if name == "curriculum":
-            stages = -(-n_full // self.chunks_per_stage) + 1
-            return tuple(sorted({min(s * self.chunks_per_stage, n_full) for s in range(stages)}))
+            stages = -(-n // self.chunks_per_stage) + 1
+            return tuple(sorted({min(s * self.chunks_per_stage, n) for s in range(stages)}))
         if name == "latent_ar" and self.m_values is not None:
-            return tuple(sorted({min(m // chunk_size, n_full) for m in self.m_values}))
-        return tuple(range(n_full + 1))  # latent_ar over 0..n_full; poisson: any count, capped
+            return tuple(sorted({min(m // chunk_size, n) for m in self.m_values}))
+        return tuple(range(n + 1))  # latent_ar over 0..n; poisson: any count, capped
 
-    def draw(self, n_full: int, chunk_size: int, rng: random.Random, epoch: int) -> Replacement:
-        """Choose the replaced chunks of one sample with ``n_full`` whole chunks of ``chunk_size`` tokens."""
-        if n_full < 0:
-            raise ValueError(f"n_full must be >= 0, got {n_full}")
+    def draw(self, n: int, chunk_size: int, rng: random.Random, epoch: int) -> Replacement:
+        """Choose the replaced chunks of one sample with ``n`` replaceable chunks (:meth:`replaceable_chunks`)."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
         name = self.name
         if name == "sol_only":
             return Replacement((), include_cot=False)
         if name == "cot":
             return Replacement()
         if name == "all_replace":
-            return Replacement.prefix(n_full)
+            return Replacement.prefix(n)
         if name == "curriculum":
             stage = epoch // self.epochs_per_stage
-            return Replacement.prefix(min(stage * self.chunks_per_stage, n_full))
+            return Replacement.prefix(min(stage * self.chunks_per_stage, n))
         if name == "latent_ar":
             if self.m_values is None:
-                return Replacement.prefix(rng.randint(0, n_full))
+                return Replacement.prefix(rng.randint(0, n))
             m = self.m_values[rng.randrange(len(self.m_values))]
-            return Replacement.prefix(min(m // chunk_size, n_full))
+            return Replacement.prefix(min(m // chunk_size, n))
         # poisson
-        rate = self.poisson_rate if self.poisson_rate is not None else n_full / 2
-        k = min(_poisson(rate, rng), n_full)
-        return Replacement(tuple(sorted(rng.sample(range(n_full), k))))
+        rate = self.poisson_rate if self.poisson_rate is not None else n / 2
+        k = min(_poisson(rate, rng), n)
+        return Replacement(tuple(sorted(rng.sample(range(n), k))))
 
-    def expected_k_distribution(self, n_full: int, chunk_size: int) -> dict[int, float]:
+    def expected_k_distribution(self, n: int, chunk_size: int) -> dict[int, float]:
         """P(k) for ``latent_ar`` (what a chi-square check of the sampler compares against)."""
         if self.name != "latent_ar":
             raise ValueError("expected_k_distribution is defined for latent_ar only")
         if self.m_values is None:
-            return {k: 1 / (n_full + 1) for k in range(n_full + 1)}
+            return {k: 1 / (n + 1) for k in range(n + 1)}
         dist: dict[int, float] = {}
         for m in self.m_values:
-            k = min(m // chunk_size, n_full)
+            k = min(m // chunk_size, n)
             dist[k] = dist.get(k, 0.0) + 1 / len(self.m_values)
         return dist
 
 
 def choose(
-    strategy: MixingStrategy, example_id: str, n_full: int, chunk_size: int, seed: int, epoch: int
+    strategy: MixingStrategy, example_id: str, n: int, chunk_size: int, seed: int, epoch: int
 ) -> Replacement:
     """The replacement of one example in one epoch: deterministic in (seed, epoch, example id)."""
-    return strategy.draw(n_full, chunk_size, sample_rng(seed, epoch, example_id), epoch)
+    return strategy.draw(n, chunk_size, sample_rng(seed, epoch, example_id), epoch)
 
