@@ -46,9 +46,10 @@ def build_sequence(
     """Return ``(input_ids, labels)`` for ``tokenized`` with chunks replaced by their codes.
 
     ``k`` is either the number of leading chunks replaced, or the ascending indices of the replaced
-    chunks (which of them may be replaced, a last shorter one included, is the strategy's choice:
-    :meth:`~lm_latent.mixing.strategies.MixingStrategy.replaceable_chunks`). ``codes`` holds one code per CoT chunk (left to right, as stage 1 writes them); only
-    the codes of replaced chunks are read, so it may be None when nothing is replaced.
+    chunks (whether a last, shorter chunk may be one of them is the strategy's choice:
+    :meth:`~lm_latent.mixing.strategies.MixingStrategy.replaceable_chunks`). ``codes`` holds one code
+    per CoT chunk (left to right, as stage 1 writes them); only the codes of replaced chunks are read,
+    so it may be None when nothing is replaced.
     """
     prompt, answer = list(tokenized.prompt_ids), list(tokenized.answer_ids)
     labels_prompt = [IGNORE_INDEX] * len(prompt)
