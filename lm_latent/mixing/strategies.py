@@ -4,8 +4,8 @@ Every strategy returns a :class:`Replacement`: the indices of the chunks that be
 and whether the CoT is kept at all. ``n`` below is the number of chunks a sample can have replaced
 (:meth:`MixingStrategy.replaceable_chunks`): with ``partial_chunk="text"`` (default) only its whole
 chunks of L tokens, so a last, shorter chunk always stays text; with ``partial_chunk="latent"`` that
-last chunk too, so the whole CoT can become codes (the paper caps m at the CoT length; its ProntoQA
-and ProsQA models write almost no text, Table 4.1). Only the left-to-right strategies take
+last chunk too, so the whole CoT can become codes (m capped at the CoT length, as reported for the
+paper, whose ProntoQA and ProsQA models write almost no text, Table 4.1). Only the left-to-right strategies take
 ``"latent"``.
 
 Strategies (one config switch, ``strategy``):
