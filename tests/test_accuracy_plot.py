@@ -1,5 +1,6 @@
-"""accuracy_vs_tokens.png: a fixed 0-100% accuracy axis, each set's chance level, error bars over
-seeds; drawn by `lm-latent run` (one run) and `lm-latent summarize --plot` (several seeds)."""
+"""accuracy_vs_tokens.png: a fixed 0-100% accuracy axis, each set's chance level and constant-answer
+score, error bars over seeds; drawn by `lm-latent run` (one run) and `lm-latent summarize --plot`
+(several seeds)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ def test_chance_levels_are_one_table_over_every_task():
 
 
 ROWS = {  # one generation per task, as the evaluation stage records it
-    "prontoqa": {"question": "Wumpuses are happy. Alex is a wumpus. True or false: Alex is happy.",
+    "prontoqa": {"question": "Wumpuses are happy. Alex is a wumpus. True or false: Alex is happy.", "gold": "True",
                  "text": "Alex is a wumpus. Wumpuses are happy.\nAlex is happy.\n### True"},
-    "prosqa": {"question": "Every terpus is a lempus. Tom is a terpus. Is Tom a lempus or scrompus?",
+    "prosqa": {"question": "Every terpus is a lempus. Tom is a terpus. Is Tom a lempus or scrompus?", "gold": "Tom is a lempus.",
                "text": "Tom is a terpus.\nEvery terpus is a lempus.\n### Tom is a lempus."},
 }
 
@@ -41,8 +42,8 @@ def test_summary_points_are_means_with_std_error_bars_and_the_chance_level(tmp_p
 
     dirs = [_with_eval_files(write_run(tmp_path / f"s{s}", s, acc, tok), "prosqa")
             for s, acc, tok in [(0, 0.5, 10.0), (1, 0.6, 14.0), (2, 0.7, 12.0)]]
-    panels, chance, note = summary_panels(summarize(load_runs(dirs)))
-    assert chance == {"valid": 0.5}
+    panels, chance, constant, note = summary_panels(summarize(load_runs(dirs)))
+    assert chance == {"valid": 0.5} and constant == {"valid": 1.0}  # one example: its answer is the constant
     latent = next(p for p in panels["valid"] if p.strategy == "latent_ar")
     assert (latent.accuracy, latent.tokens) == (pytest.approx(0.6), pytest.approx(12.0))
     assert (latent.accuracy_err, latent.tokens_err) == (pytest.approx(0.1), pytest.approx(2.0))  # sample std
@@ -55,8 +56,8 @@ def test_one_run_has_no_error_bars_and_its_rows_name_the_task(tmp_path):
     results = json.loads((write_run(tmp_path / "r", 0, 0.49, 20.0) / "results.json").read_text())
     for sets in results["runs"].values():
         sets["valid"]["task"] = "gsm8k"
-    panels, chance, _ = run_panels(results)
-    assert chance == {"valid": 0.0}
+    panels, chance, constant, _ = run_panels(results)
+    assert chance == {"valid": 0.0} and constant == {"valid": None}  # no row or file says it
     assert all(p.accuracy_err == p.tokens_err == 0.0 for p in panels["valid"])
     plot(results, tmp_path / "accuracy_vs_tokens.png")
     assert [p.name for p in tmp_path.glob("*.png")] == ["accuracy_vs_tokens.png"]
@@ -89,3 +90,34 @@ def test_summarize_draws_the_plot(tmp_path, capsys):
     assert main(["summarize", *dirs, "--plot", str(tmp_path / "accuracy_vs_tokens.png")]) == 0
     image = matplotlib.image.imread(tmp_path / "accuracy_vs_tokens.png")
     assert image.ndim == 3 and image.shape[0] > 100
+
+
+def test_a_constant_answer_is_the_share_of_the_most_common_gold():
+    from lm_latent.evaluation.chance import constant_answer_rate
+
+    assert constant_answer_rate(["False", "True", "False ", "False"]) == 0.75  # compared stripped
+    assert constant_answer_rate(["7", "12", "3"]) == pytest.approx(1 / 3)
+    assert constant_answer_rate([]) is None
+
+
+def test_rows_or_per_example_files_give_the_constant_answer(tmp_path):
+    from lm_latent.pipeline.report import set_constant_answers
+
+    d = _with_eval_files(tmp_path / "r", "prontoqa")
+    golds = ["False"] * 111 + ["True"] * 89  # the official ProntoQA valid file's split
+    (d / "eval" / "cot" / "valid.json").write_text(json.dumps({"task": "prontoqa", "results": [{"gold": g} for g in golds]}))
+    runs = {"cot": {"valid": {"task": "prontoqa"}, "test": {"task": "prontoqa", "constant_answer": 0.504}}}
+    assert set_constant_answers(runs, d) == {"valid": pytest.approx(0.555), "test": 0.504}
+    assert set_constant_answers(runs) == {"valid": None, "test": 0.504}
+
+
+def test_the_constant_answer_is_drawn_only_above_chance():
+    from lm_latent.pipeline.plot import Point, figure
+
+    panels = {"prontoqa": [Point("cot", 30.0, 0.54)], "prosqa": [Point("cot", 20.0, 0.5)], "gsm8k": [Point("cot", 90.0, 0.2)]}
+    fig = figure(panels, {"prontoqa": 0.5, "prosqa": 0.5, "gsm8k": 0.0},
+                 constant={"prontoqa": 0.555, "prosqa": 0.01, "gsm8k": 0.02})
+    labels = [[line.get_label() for line in ax.get_lines() if line.get_linestyle() in ("--", ":")] for ax in fig.axes]
+    assert labels == [["chance (50%)", "constant answer (55.5%)"], ["chance (50%)"], ["chance (0%)", "constant answer (2.0%)"]]
+    dotted = next(line for line in fig.axes[0].get_lines() if line.get_linestyle() == ":")
+    assert list(dotted.get_ydata()) == pytest.approx([55.5, 55.5])

@@ -146,6 +146,8 @@ def test_results_agree_with_the_per_example_files(tiny_run: TinyRun):
             assert summary["accuracy"] == pytest.approx(sum(r["correct"] for r in rows) / n)
             assert summary["mean_generated_tokens"] == pytest.approx(sum(r["num_tokens"] for r in rows) / n)
             assert summary["mean_latent_tokens"] == pytest.approx(sum(r["num_latent"] for r in rows) / n)
+            golds = [r["gold"] for r in rows]
+            assert summary["constant_answer"] == pytest.approx(max(map(golds.count, golds)) / n)
             for r in rows:
                 assert r["num_tokens"] == r["num_latent"] + r["num_delimiter"] + r["num_text"] <= MAX_NEW_TOKENS
                 assert len(r["codes"]) == r["num_latent"]

@@ -8,10 +8,12 @@ results.json:
                   "usage": float, "perplexity": float},
      "runs": {STRATEGY: {SET: {"accuracy": float, "mean_generated_tokens": float,
                                "mean_latent_tokens": float, "n": int, "seconds_per_example": float,
-                               "task": str}}}}
+                               "task": str, "constant_answer": float}}}}
 Accuracy and usage are fractions in [0, 1]. The codebook's ``token_accuracy``/``exact_chunk_accuracy``
 are teacher-forced (each token predicted from the chunk's true prefix); the ``greedy_*`` figures decode
 each held-out chunk from its code and the prompt alone (see :mod:`lm_latent.codebook.module`).
+``constant_answer`` is what always giving the set's most common gold answer scores
+(:func:`lm_latent.evaluation.chance.constant_answer_rate`).
 """
 
 from __future__ import annotations
@@ -112,16 +114,38 @@ def set_tasks(runs: dict[str, dict[str, dict]], run_dir: Path | None = None) -> 
     return tasks
 
 
+def set_constant_answers(runs: dict[str, dict[str, dict]], run_dir: Path | None = None) -> dict[str, float | None]:
+    """What a constant answer scores on every evaluation set: from the result rows, or, for runs
+    whose rows predate ``constant_answer``, from the gold answers in ``eval/<strategy>/<set>.json``."""
+    import json
+
+    from lm_latent.evaluation.chance import constant_answer_rate
+
+    rates: dict[str, float | None] = {}
+    for strategy, sets in runs.items():
+        for name, row in sets.items():
+            if rates.get(name) is not None:
+                continue
+            rate = row.get("constant_answer")
+            per_example = run_dir / "eval" / strategy / f"{name}.json" if run_dir is not None else None
+            if rate is None and per_example is not None and per_example.is_file():
+                examples = json.loads(per_example.read_text()).get("results", [])
+                rate = constant_answer_rate(r["gold"] for r in examples if "gold" in r)
+            rates[name] = rate
+    return rates
+
+
 def plot(results: dict, path: Path, run_dir: Path | None = None) -> None:
     """accuracy_vs_tokens.png of one run (:mod:`lm_latent.pipeline.plot`)."""
     from lm_latent.pipeline.plot import accuracy_vs_tokens
 
-    panels, chance, note = run_panels(results, run_dir)
-    accuracy_vs_tokens(panels, chance, path, note)
+    panels, chance, constant, note = run_panels(results, run_dir)
+    accuracy_vs_tokens(panels, chance, path, note, constant)
 
 
-def run_panels(results: dict, run_dir: Path | None = None) -> tuple[dict, dict, str]:
-    """(points per evaluation set, chance level per set, note) of one run's plot."""
+def run_panels(results: dict, run_dir: Path | None = None) -> tuple[dict, dict, dict, str]:
+    """(points per evaluation set, chance level per set, constant answer's score per set, note) of
+    one run's plot."""
     from lm_latent.evaluation.chance import chance_level
     from lm_latent.pipeline.plot import Point
 
@@ -130,4 +154,5 @@ def run_panels(results: dict, run_dir: Path | None = None) -> tuple[dict, dict, 
         for name, r in sets.items():
             panels.setdefault(name, []).append(Point(strategy, r["mean_generated_tokens"], r["accuracy"]))
     chance = {name: chance_level(task) for name, task in set_tasks(results["runs"], run_dir).items()}
-    return panels, chance, f"{results['experiment']}, seed {results.get('seed', '?')}"
+    constant = set_constant_answers(results["runs"], run_dir)
+    return panels, chance, constant, f"{results['experiment']}, seed {results.get('seed', '?')}"

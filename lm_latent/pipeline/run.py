@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from lm_latent.config import save_yaml, to_plain
 from lm_latent.digests import dir_digest, file_digest
+from lm_latent.evaluation.chance import constant_answer_rate
 from lm_latent.mixing.strategies import MixingStrategy
 from lm_latent.pipeline.stages import Stage
 
@@ -301,6 +302,8 @@ class Pipeline:
                 "n": r["n"],
                 "seconds_per_example": r["seconds_per_example"],
                 "task": sets[name]["task"],  # its chance level in the plot
+                # What always giving the set's most common answer scores: the plot's second floor.
+                "constant_answer": constant_answer_rate(x["gold"] for x in r["results"]),
                 # Task-specific figures beside the accuracy (mazes: greedy feasibility and optimality).
                 **{k: r[k] for k in EXTRA_RESULT_FIELDS if k in r},
             }

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lm_latent.pipeline.report import set_tasks
+from lm_latent.pipeline.report import set_constant_answers, set_tasks
 
 FIELDS = ("accuracy", "mean_generated_tokens", "mean_latent_tokens")
 BASELINE = "cot"  # the strategy every other one is compared with, problem by problem
@@ -109,7 +109,8 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
     codebook = {f: _stats([float(r["codebook"][f]) for r in runs]) for f in CODEBOOK_FIELDS if f in first["codebook"]}
     return {"experiment": first["experiment"], "seeds": [r.get("seed") for r in runs], "codebook": codebook, "runs": table,
             "chains": chains, "figures": figures, "paired": paired_against(runs, BASELINE),
-            "tasks": set_tasks(first["runs"], Path(first["dir"]) if "dir" in first else None)}
+            "tasks": set_tasks(first["runs"], Path(first["dir"]) if "dir" in first else None),
+            "constant_answer": set_constant_answers(first["runs"], Path(first["dir"]) if "dir" in first else None)}
 
 
 def paired_against(runs: list[dict], baseline: str) -> dict[str, dict[str, dict]]:
@@ -229,12 +230,13 @@ def plot_summary(summary: dict[str, Any], path: Path) -> None:
     """accuracy_vs_tokens.png over the seeds: means, with one sample standard deviation as error bars."""
     from lm_latent.pipeline.plot import accuracy_vs_tokens
 
-    panels, chance, note = summary_panels(summary)
-    accuracy_vs_tokens(panels, chance, path, note)
+    panels, chance, constant, note = summary_panels(summary)
+    accuracy_vs_tokens(panels, chance, path, note, constant)
 
 
-def summary_panels(summary: dict[str, Any]) -> tuple[dict, dict, str]:
-    """(points per evaluation set, chance level per set, note) of the plot over seeds."""
+def summary_panels(summary: dict[str, Any]) -> tuple[dict, dict, dict, str]:
+    """(points per evaluation set, chance level per set, constant answer's score per set, note) of
+    the plot over seeds."""
     from lm_latent.evaluation.chance import chance_level
     from lm_latent.pipeline.plot import Point
 
@@ -247,7 +249,7 @@ def summary_panels(summary: dict[str, Any]) -> tuple[dict, dict, str]:
     seeds = summary["seeds"]
     note = f"{summary['experiment']}: mean over seeds {', '.join(map(str, seeds))}" + (
         "; error bars: one sample standard deviation" if len(seeds) > 1 else "")
-    return panels, chance, note
+    return panels, chance, summary.get("constant_answer") or {}, note
 
 
 def main(argv: list[str]) -> int:
