@@ -71,6 +71,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--init-range", type=float, default=0.02,
+                   help="standard deviation of the initial weights (LlamaConfig.initializer_range)")
     p.add_argument("--tokenizer", default="word", choices=("word", "bpe", "maze"))
     p.add_argument("--keep-forms", action="store_true", help="word tokenizer without capital/plural marks")
     p.add_argument("--sol-only", action="store_true", help="train prompt -> answer (no chain of thought)")
@@ -145,6 +147,7 @@ class Probe:
             num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
             max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=self.tok.pad_token_id,
             eos_token_id=self.tok.eos_token_id, bos_token_id=self.tok.eos_token_id,
+            initializer_range=args.init_range,
         )
         self.model = LlamaForCausalLM(cfg)
         self.device = torch.device(args.device)
