@@ -99,40 +99,34 @@ def codebook_reconstruction_table(cb: dict) -> list[str]:
 def set_tasks(runs: dict[str, dict[str, dict]], run_dir: Path | None = None) -> dict[str, str | None]:
     """The task of every evaluation set: from the result rows, or, for runs whose rows predate the
     ``task`` field, from the per-example files ``eval/<strategy>/<set>.json`` in ``run_dir``."""
-    import json
-
-    tasks: dict[str, str | None] = {}
-    for strategy, sets in runs.items():
-        for name, row in sets.items():
-            if tasks.get(name):
-                continue
-            task = row.get("task")
-            per_example = run_dir / "eval" / strategy / f"{name}.json" if run_dir is not None else None
-            if task is None and per_example is not None and per_example.is_file():
-                task = json.loads(per_example.read_text()).get("task")
-            tasks[name] = task
-    return tasks
+    return _per_set(runs, run_dir, "task", lambda per_example: per_example.get("task"))
 
 
 def set_constant_answers(runs: dict[str, dict[str, dict]], run_dir: Path | None = None) -> dict[str, float | None]:
     """What a constant answer scores on every evaluation set: from the result rows, or, for runs
-    whose rows predate ``constant_answer``, from the gold answers in ``eval/<strategy>/<set>.json``."""
-    import json
-
+    whose rows predate ``constant_answer``, from the gold answers in the per-example files."""
     from lm_latent.evaluation.chance import constant_answer_rate
 
-    rates: dict[str, float | None] = {}
+    return _per_set(runs, run_dir, "constant_answer", lambda per_example: constant_answer_rate(
+        r["gold"] for r in per_example.get("results", []) if "gold" in r))
+
+
+def _per_set(runs: dict[str, dict[str, dict]], run_dir: Path | None, field: str, from_file) -> dict[str, Any]:
+    """``field`` of every evaluation set, from the first strategy's row that has it, else
+    ``from_file(eval/<strategy>/<set>.json)`` where ``run_dir`` holds that file; None when neither."""
+    import json
+
+    values: dict[str, Any] = {}
     for strategy, sets in runs.items():
         for name, row in sets.items():
-            if rates.get(name) is not None:
+            if values.get(name) is not None:
                 continue
-            rate = row.get("constant_answer")
+            value = row.get(field)
             per_example = run_dir / "eval" / strategy / f"{name}.json" if run_dir is not None else None
-            if rate is None and per_example is not None and per_example.is_file():
-                examples = json.loads(per_example.read_text()).get("results", [])
-                rate = constant_answer_rate(r["gold"] for r in examples if "gold" in r)
-            rates[name] = rate
-    return rates
+            if value is None and per_example is not None and per_example.is_file():
+                value = from_file(json.loads(per_example.read_text()))
+            values[name] = value
+    return values
 
 
 def plot(results: dict, path: Path, run_dir: Path | None = None) -> None:
