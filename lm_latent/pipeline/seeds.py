@@ -107,10 +107,10 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
                 checks = [k for k in per_run[0] if all(k in p for p in per_run)]
                 chains.setdefault(strategy, {})[task] = {k: _stats([p[k] for p in per_run]) for k in checks}
     codebook = {f: _stats([float(r["codebook"][f]) for r in runs]) for f in CODEBOOK_FIELDS if f in first["codebook"]}
+    first_dir = Path(first["dir"]) if "dir" in first else None
     return {"experiment": first["experiment"], "seeds": [r.get("seed") for r in runs], "codebook": codebook, "runs": table,
             "chains": chains, "figures": figures, "paired": paired_against(runs, BASELINE),
-            "tasks": set_tasks(first["runs"], Path(first["dir"]) if "dir" in first else None),
-            "constant_answer": set_constant_answers(first["runs"], Path(first["dir"]) if "dir" in first else None)}
+            "tasks": set_tasks(first["runs"], first_dir), "constant_answer": set_constant_answers(first["runs"], first_dir)}
 
 
 def paired_against(runs: list[dict], baseline: str) -> dict[str, dict[str, dict]]:
