@@ -87,7 +87,7 @@ def test_row_edits_of_one_stage_compose():
     row = {"question": "Polly is a impus. Gabriel is a yimpus. Is Polly a impus or yimpus?",
            "answer": "Polly is a impus.", "steps": ["Polly is a impus."]}
     edited = m.adjacent_facts(m.queried_person_only(row))
-    assert list(m.ROW_EDITS) == ["_queried_person_only", "_adjacent"]
+    assert list(m.ROW_EDITS) == ["_queried_person_only", "_adjacent", "_question_first"]
     assert edited["question"] == "Polly impus. Is Polly a impus or yimpus?"
 
 
@@ -130,6 +130,16 @@ def test_adjacent_facts_put_each_concept_right_after_its_key():
     edited = adjacent_facts(row)
     assert edited["question"] == "Polly impus. Every jelpus impus. Gabriel yimpus. Is Polly a impus or yimpus?"
     assert (edited["steps"], edited["answer"]) == (["Polly impus."], "Polly impus.")
+
+
+def test_question_first_writes_the_question_before_the_facts_too():
+    question_first = probe_module().question_first
+    row = {"question": "Polly is a impus. Every jelpus is a impus. Gabriel is a yimpus. Is Polly a impus or yimpus?",
+           "answer": "Polly is a impus.", "steps": ["Polly is a impus."]}
+    edited = question_first(row)
+    assert edited["question"] == ("Is Polly a impus or yimpus? Polly is a impus. Every jelpus is a impus. "
+                                  "Gabriel is a yimpus. Is Polly a impus or yimpus?")
+    assert (edited["steps"], edited["answer"]) == (row["steps"], row["answer"])
 
 
 def test_recall_rows_ask_which_option_is_stated_of_each_queried_person():
@@ -179,10 +189,15 @@ def test_recall_stage_runs_in_a_curriculum_and_the_look_up_is_classified(tmp_pat
         assert abs(sum(float(v) for v in re.findall(r"([0-9.]+)%", shares)) - 100.0) < 0.5
 
 
-def test_maze_probe_scores_plans_with_the_checker():
+def test_maze_probe_scores_plans_with_the_checker(tmp_path):
+    from transformers import LlamaForCausalLM
+
     opts = json.dumps({"min_size": 5, "max_size": 5, "rooms": 2, "colours": 1, "max_trace_events": 24})
     out = run_probe("--task", "maze", "--tokenizer", "maze", "--sol-only", "--max-new", "24", "--opts", opts,
-                    "--max-steps", "2", "--eval-every", "2")
+                    "--max-steps", "2", "--eval-every", "2", "--head-dim", "24", "--save", str(tmp_path / "m"))
+    # --head-dim: two heads of 24 on a residual stream of 32, the attention wider than the stream.
+    attention = LlamaForCausalLM.from_pretrained(tmp_path / "m").model.layers[0].self_attn
+    assert attention.q_proj.weight.shape == (48, 32) and attention.o_proj.weight.shape == (32, 48)
     final = [line for line in out.splitlines() if line.startswith("final step 2")]
     s = scores(final[0])
     # Optimal plans are feasible plans, which are well-formed plans.

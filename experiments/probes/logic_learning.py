@@ -27,7 +27,8 @@ its questions keep the facts about the queried person only (:func:`queried_perso
 ``"_recall": {"people": 6, "queries": 4}``: instead of generated graphs, associative-recall problems in
 ProsQA's words with several questions each (:func:`recall_rows`), so one problem trains several
 name-keyed look-ups; or ``"_adjacent": true``: every stated fact written "Tom lempus." instead of "Tom
-is a lempus." (:func:`adjacent_facts`), so the concept follows its key directly.
+is a lempus." (:func:`adjacent_facts`), so the concept follows its key directly; or
+``"_question_first": true``: the question sentence also written before the facts (:func:`question_first`).
 
 ``--save DIR`` keeps the model and its tokenizer as a Hugging Face directory (rewritten at every
 evaluation), which ``--init`` continues from, on another variant too, and which an experiment can
@@ -71,6 +72,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--head-dim", type=int, default=0,
+                   help="size of each attention head (0: --d / --heads); with it the attention can be wider than"
+                        " the residual stream, e.g. --d 128 --heads 8 --head-dim 64")
     p.add_argument("--init-range", type=float, default=0.02,
                    help="standard deviation of the initial weights (LlamaConfig.initializer_range)")
     p.add_argument("--tokenizer", default="word", choices=("word", "bpe", "maze"))
@@ -147,7 +151,7 @@ class Probe:
             num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
             max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=self.tok.pad_token_id,
             eos_token_id=self.tok.eos_token_id, bos_token_id=self.tok.eos_token_id,
-            initializer_range=args.init_range,
+            initializer_range=args.init_range, head_dim=args.head_dim or args.d // args.heads,
         )
         self.model = LlamaForCausalLM(cfg)
         self.device = torch.device(args.device)
@@ -296,8 +300,18 @@ def adjacent_facts(row: dict) -> dict:
     return dict(row, question=edit(row["question"]), steps=[edit(s) for s in row["steps"]], answer=edit(row["answer"]))
 
 
+def question_first(row: dict) -> dict:
+    """A ProsQA row whose question sentence ("Is Tom a lempus or scrompus?") is also written before the
+    facts, as well as after them: every fact is then read knowing whom and which two concepts the
+    question is about (Arora et al. 2024's "just read twice"). A probe of the text; chain and answer
+    stay as they are."""
+    *_, question = re.split(r"(?<=\.) ", row["question"])
+    return dict(row, question=f"{question} {row['question']}")
+
+
 # A stage's probe keys that rewrite each generated row (several may be set; applied in this order).
-ROW_EDITS = {"_queried_person_only": queried_person_only, "_adjacent": adjacent_facts}
+ROW_EDITS = {"_queried_person_only": queried_person_only, "_adjacent": adjacent_facts,
+             "_question_first": question_first}
 
 
 def recall_rows_for(recall: dict, num: int, seed: int, _options) -> list[dict]:
