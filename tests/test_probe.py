@@ -87,7 +87,7 @@ def test_row_edits_of_one_stage_compose():
     row = {"question": "Polly is a impus. Gabriel is a yimpus. Is Polly a impus or yimpus?",
            "answer": "Polly is a impus.", "steps": ["Polly is a impus."]}
     edited = m.adjacent_facts(m.queried_person_only(row))
-    assert list(m.ROW_EDITS) == ["_queried_person_only", "_adjacent", "_question_first"]
+    assert list(m.ROW_EDITS) == ["_queried_person_only", "_adjacent", "_question_first", "_queried_as_tom"]
     assert edited["question"] == "Polly impus. Is Polly a impus or yimpus?"
 
 
@@ -140,6 +140,16 @@ def test_question_first_writes_the_question_before_the_facts_too():
     assert edited["question"] == ("Is Polly a impus or yimpus? Polly is a impus. Every jelpus is a impus. "
                                   "Gabriel is a yimpus. Is Polly a impus or yimpus?")
     assert (edited["steps"], edited["answer"]) == (row["steps"], row["answer"])
+
+
+def test_queried_as_tom_swaps_the_queried_name_with_tom():
+    queried_as_tom = probe_module().queried_as_tom
+    row = {"question": "Tom is a impus. Polly is a yimpus. Every jelpus is a impus. Is Polly a impus or yimpus?",
+           "answer": "Polly is a yimpus.", "steps": ["Polly is a yimpus."]}
+    edited = queried_as_tom(row)
+    assert edited["question"] == "Polly is a impus. Tom is a yimpus. Every jelpus is a impus. Is Tom a impus or yimpus?"
+    assert (edited["steps"], edited["answer"]) == (["Tom is a yimpus."], "Tom is a yimpus.")
+    assert queried_as_tom(edited) == edited  # Tom queried already: nothing to swap
 
 
 def test_recall_rows_ask_which_option_is_stated_of_each_queried_person():

@@ -28,7 +28,8 @@ its questions keep the facts about the queried person only (:func:`queried_perso
 ProsQA's words with several questions each (:func:`recall_rows`), so one problem trains several
 name-keyed look-ups; or ``"_adjacent": true``: every stated fact written "Tom lempus." instead of "Tom
 is a lempus." (:func:`adjacent_facts`), so the concept follows its key directly; or
-``"_question_first": true``: the question sentence also written before the facts (:func:`question_first`).
+``"_question_first": true``: the question sentence also written before the facts (:func:`question_first`); or
+``"_queried_as_tom": true``: the queried person renamed "Tom" (:func:`queried_as_tom`).
 
 ``--save DIR`` keeps the model and its tokenizer as a Hugging Face directory (rewritten at every
 evaluation), which ``--init`` continues from, on another variant too, and which an experiment can
@@ -309,9 +310,23 @@ def question_first(row: dict) -> dict:
     return dict(row, question=f"{question} {row['question']}")
 
 
+def queried_as_tom(row: dict) -> dict:
+    """A ProsQA row whose queried person is called "Tom" (the two names swapped where someone else is
+    Tom): the person to look up is then a fixed token, not a name to match against the question's,
+    which asks whether matching names in context is what a narrow model cannot learn. A probe of the
+    text, computed from the question alone."""
+    name = re.search(r"Is (\w+) a \w+ or \w+\?$", row["question"]).group(1)
+    swap = {name: "Tom", "Tom": name}
+
+    def edit(text: str) -> str:
+        return re.sub(rf"\b({name}|Tom)\b", lambda m: swap[m.group(1)], text)
+
+    return dict(row, question=edit(row["question"]), steps=[edit(s) for s in row["steps"]], answer=edit(row["answer"]))
+
+
 # A stage's probe keys that rewrite each generated row (several may be set; applied in this order).
 ROW_EDITS = {"_queried_person_only": queried_person_only, "_adjacent": adjacent_facts,
-             "_question_first": question_first}
+             "_question_first": question_first, "_queried_as_tom": queried_as_tom}
 
 
 def recall_rows_for(recall: dict, num: int, seed: int, _options) -> list[dict]:
