@@ -152,6 +152,23 @@ def test_queried_as_tom_swaps_the_queried_name_with_tom():
     assert queried_as_tom(edited) == edited  # Tom queried already: nothing to swap
 
 
+def test_opts_row_edits_reach_a_copy_of_the_official_file(tmp_path):
+    m = probe_module()
+    official = REPO.parent / "shared" / "data" / "prosqa" / "valid.json"
+    rows = json.loads(official.read_text())
+    edited = json.loads(m.edited_copy(official, m.queried_as_tom, tmp_path / "valid.json").read_text())
+    assert len(edited) == len(rows) == 300
+    assert all(e["question"].endswith(re.sub(r"^Is \w+ ", "Is Tom ", r["question"].rsplit(". ", 1)[1]))
+               and e["answer"].startswith("Tom is a ") for e, r in zip(edited, rows))
+    assert sum(r != e for r, e in zip(rows, edited)) > 250  # most official questions ask about someone else
+
+    # In --opts, a probe key holds for every stage and for the --official file: the probe runs with both.
+    out = run_probe("--task", "prosqa", "--opts", json.dumps({"min_nodes": 4, "max_nodes": 6, "min_steps": 1,
+                    "max_steps": 1, "_queried_as_tom": True}), "--max-steps", "1", "--eval-every", "1",
+                    "--max-new", "8", "--official", str(official))
+    assert re.search(r"^final step 1 .* \| official accuracy", out, re.M)
+
+
 def test_recall_rows_ask_which_option_is_stated_of_each_queried_person():
     recall_rows = probe_module().recall_rows
     rows = recall_rows(50, seed=3, people=5, queries=3, rules=2)

@@ -29,7 +29,8 @@ ProsQA's words with several questions each (:func:`recall_rows`), so one problem
 name-keyed look-ups; or ``"_adjacent": true``: every stated fact written "Tom lempus." instead of "Tom
 is a lempus." (:func:`adjacent_facts`), so the concept follows its key directly; or
 ``"_question_first": true``: the question sentence also written before the facts (:func:`question_first`); or
-``"_queried_as_tom": true``: the queried person renamed "Tom" (:func:`queried_as_tom`).
+``"_queried_as_tom": true``: the queried person renamed "Tom" (:func:`queried_as_tom`). Probe keys in
+``--opts`` itself hold for every stage and are applied to a copy of the ``--official`` file too.
 
 ``--save DIR`` keeps the model and its tokenizer as a Hugging Face directory (rewritten at every
 evaluation), which ``--init`` continues from, on another variant too, and which an experiment can
@@ -115,8 +116,11 @@ class Probe:
         options_cls, generate = GENERATORS[args.task]
         target = json.loads(args.opts)
         # One (training set, held-out set) per stage; the last stage is the target variant.
-        # Keys starting with "_" are the probe's own, not generator options (see ``queried_person_only``).
-        overrides = json.loads(args.curriculum) + [{}]
+        # Keys starting with "_" are the probe's own, not generator options (see ``queried_person_only``);
+        # in --opts they hold for every stage and for the --official file.
+        everywhere = {k: v for k, v in target.items() if k.startswith("_")}
+        target = {k: v for k, v in target.items() if not k.startswith("_")}
+        overrides = [{**everywhere, **o} for o in json.loads(args.curriculum) + [{}]]
         stages = [options_cls(**{**target, **{k: v for k, v in o.items() if not k.startswith("_")}}) for o in overrides]
         for i, options in enumerate(stages):
             unknown = {k for k in overrides[i] if k.startswith("_")} - {"_recall", *ROW_EDITS}
@@ -139,6 +143,7 @@ class Probe:
             else:
                 options_heldout = options
             write_json([edit(r) for r in make(300, 99991 + i, options_heldout)], tmp / f"heldout{i}.json")
+        target_edit = edit  # the loop's last stage is the target
         train = [read_examples(args.task, tmp / f"train{i}.json") for i in range(len(stages))]
         train_tokenizer([full_text(e) for e in train[-1][:5000]], tmp / "tok", vocab_size=512,
                         kind=args.tokenizer, split_forms=not args.keep_forms)
@@ -146,7 +151,12 @@ class Probe:
         self.stages = [tokenize_examples(self.tok, t)[0] for t in train]
         self.stage_heldout = [self._scored(tmp / f"heldout{i}.json") for i in range(len(stages))]
         self.heldout = self.stage_heldout[-1]
-        self.official = self._scored(Path(args.official)) if args.official else None
+        self.official = None
+        if args.official:
+            official = Path(args.official)
+            if any(k in ROW_EDITS for k in everywhere):  # the target's row edits, on a copy of the file
+                official = edited_copy(official, target_edit, tmp / f"official_edited_{official.name}")
+            self.official = self._scored(official)
         cfg = LlamaConfig(
             vocab_size=len(self.tok), hidden_size=args.d, intermediate_size=3 * args.d,
             num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
@@ -274,6 +284,12 @@ class Probe:
             line += " | official " + _fmt(self.evaluate(self.official))
         print(line, flush=True)
         return scores["accuracy"]
+
+
+def edited_copy(path: Path, edit, dest: Path) -> Path:
+    """A staged JSON file of rows rewritten by ``edit`` (a probe's row edits), written to ``dest``."""
+    write_json([edit(r) for r in json.loads(path.read_text())], dest)
+    return dest
 
 
 def lr_factor(step: int, warmup: int, progress: float) -> float:
