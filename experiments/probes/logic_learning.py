@@ -28,9 +28,10 @@ its questions keep the facts about the queried person only (:func:`queried_perso
 ProsQA's words with several questions each (:func:`recall_rows`), so one problem trains several
 name-keyed look-ups; or ``"_adjacent": true``: every stated fact written "Tom lempus." instead of "Tom
 is a lempus." (:func:`adjacent_facts`), so the concept follows its key directly; or
-``"_question_first": true``: the question sentence also written before the facts (:func:`question_first`); or
-``"_queried_as_tom": true``: the queried person renamed "Tom" (:func:`queried_as_tom`). Probe keys in
-``--opts`` itself hold for every stage and are applied to a copy of the ``--official`` file too.
+``"_question_first": true``: the question sentence also written before the facts
+(:func:`question_first`); or ``"_queried_as_tom": true``: the queried person renamed "Tom"
+(:func:`queried_as_tom`). Probe keys in ``--opts`` itself hold for every stage and are applied to a
+copy of the ``--official`` file too.
 
 ``--save DIR`` keeps the model and its tokenizer as a Hugging Face directory (rewritten at every
 evaluation), which ``--init`` continues from, on another variant too, and which an experiment can
