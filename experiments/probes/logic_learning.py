@@ -308,6 +308,11 @@ def queried_person_only(row: dict) -> dict:
     return dict(row, question=" ".join([*kept, question]))
 
 
+def rewritten(row: dict, edit) -> dict:
+    """``row`` with ``edit`` applied to its question, every step and its answer."""
+    return dict(row, question=edit(row["question"]), steps=[edit(s) for s in row["steps"]], answer=edit(row["answer"]))
+
+
 def adjacent_facts(row: dict) -> dict:
     """A ProsQA row with every stated fact "A is a B." (question, steps and answer) written "A B.": the
     concept right after its key, where copying what follows the current token finds it. A probe of the
@@ -315,7 +320,7 @@ def adjacent_facts(row: dict) -> dict:
     def edit(text: str) -> str:
         return re.sub(r"\b(\w+) is a (\w+)\.", r"\1 \2.", text)
 
-    return dict(row, question=edit(row["question"]), steps=[edit(s) for s in row["steps"]], answer=edit(row["answer"]))
+    return rewritten(row, edit)
 
 
 def question_first(row: dict) -> dict:
@@ -338,7 +343,7 @@ def queried_as_tom(row: dict) -> dict:
     def edit(text: str) -> str:
         return re.sub(rf"\b({name}|Tom)\b", lambda m: swap[m.group(1)], text)
 
-    return dict(row, question=edit(row["question"]), steps=[edit(s) for s in row["steps"]], answer=edit(row["answer"]))
+    return rewritten(row, edit)
 
 
 # A stage's probe keys that rewrite each generated row (several may be set; applied in this order).
