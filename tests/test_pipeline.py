@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import signal
 import subprocess
@@ -286,6 +287,25 @@ def test_a_set_for_latent_ar_alone_reruns_its_evaluation_only(tiny_run: TinyRun,
     gold = read_json(run / "probes" / "test_codes.json")["codes"]
     right = sum(r["codes"][0] == gold[r["id"]][0] for r in rows["results"])
     assert f"forced_m1: m=1, 8 problems; code right at position 1..m: {100 * right / 8:.1f}%" in probe.stdout
+
+
+def test_a_renamed_prosqa_set_is_read_and_scored_renamed(tiny_run: TinyRun, tmp_path):
+    """An evaluation set read as ``prosqa_queried_tom`` (the official ProsQA file, queried person
+    renamed "Tom") goes through the pipeline like any other: scored with the ProsQA checker, written
+    under its own name, its problems and gold answers renamed."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    before = stage_markers(run)
+    extra = f"evaluation.sets.prosqa_tom={{task: prosqa, dataset: prosqa_queried_tom, " \
+            f"file: '{SHARED_DATA / 'prosqa' / 'valid.json'}', subset: 6, strategies: [cot]}}"
+    res = run_pipeline(run, extra, experiment=tiny_run.experiment)
+    assert res.returncode == 0, res.stdout[-4000:]
+    after = stage_markers(run)
+    assert {s for s in STAGES if after[s] != before[s]} == {"eval/cot"}
+    assert read_json(run / "results.json")["runs"]["cot"]["prosqa_tom"]["n"] == 6
+    rows = read_json(run / "eval" / "cot" / "prosqa_tom.json")
+    assert rows["dataset"] == "prosqa_queried_tom" and rows["task"] == "prosqa"
+    assert all(re.search(r"Is Tom a \w+ or \w+\?$", r["question"]) and r["gold"].startswith("Tom is a ")
+               for r in rows["results"])
 
 
 def test_changed_evaluation_reruns_only_the_evaluation(tiny_run: TinyRun, tmp_path):

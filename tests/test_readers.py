@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -302,4 +303,36 @@ def test_unknown_dataset_lists_known_names(tmp_path):
         read_dataset("gsm9k", tmp_path / "x.jsonl")
     assert "gsm9k" in str(info.value)
     assert all(name in str(info.value) for name in DATASETS)
-    assert len(DATASETS) == 14
+    assert len(DATASETS) == 15
+
+
+# -- ProsQA with the queried person renamed ------------------------------------------------------
+
+
+def test_prosqa_queried_tom_renames_the_queried_person_everywhere(shared_data):
+    path = shared_data / "prosqa/valid.json"
+    plain = read_dataset("prosqa", path).examples
+    renamed = read_dataset("prosqa_queried_tom", path).examples
+    assert len(renamed) == len(plain) == 300
+    assert "prosqa_queried_tom" in DATASETS
+    moved = 0
+    for p, r in zip(plain, renamed):
+        name = p.question.rsplit("Is ", 1)[1].split(" ")[0]
+        assert r.question.rsplit("Is ", 1)[1].startswith("Tom a ")
+        assert r.answer == p.answer.replace(name, "Tom", 1) and r.answer.startswith("Tom is a ")
+        assert r.steps[0].startswith("Tom is a ")
+        assert r.id.split(":")[1] == p.id.split(":")[1] and r.source == "prosqa_queried_tom"
+        # Swapping back (Tom <-> the original name) restores the original text and graph exactly.
+        back = {name: "Tom", "Tom": name}
+        assert re.sub(rf"\b({name}|Tom)\b", lambda m: back[m.group(1)], r.question) == p.question
+        assert r.meta["idx_to_symbol"][p.meta["root"]] == "Tom" and p.meta["idx_to_symbol"][p.meta["root"]] == name
+        assert [back.get(s, s) for s in r.meta["idx_to_symbol"]] == p.meta["idx_to_symbol"]
+        moved += name != "Tom"
+    assert moved > 250  # most official questions ask about someone other than Tom
+
+
+def test_prosqa_queried_tom_needs_the_closing_question(tmp_path):
+    rows = [{"question": "Tom is a impus. Is Tom a impus or yimpus?", "steps": ["Tom is a impus."], "answer": "Tom is a impus."},
+            {"question": "Tom is a impus. Which is Tom?", "steps": ["Tom is a impus."], "answer": "Tom is a impus."}]
+    msg = _error("prosqa_queried_tom", write_json(tmp_path / "odd.json", rows))
+    assert "odd.json" in msg and "record 1" in msg and "'question'" in msg and "Is <name> a" in msg

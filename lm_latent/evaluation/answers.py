@@ -44,6 +44,7 @@ TASK_OF_DATASET: dict[str, str] = {
     "theoremqa": "math",
     "metamathqa": "math",
     "prosqa": "prosqa",
+    "prosqa_queried_tom": "prosqa",
     "prontoqa": "prontoqa",
     "maze": "maze",
 }

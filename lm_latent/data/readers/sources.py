@@ -7,11 +7,13 @@ sets get empty ``steps``: a chain of thought is never invented.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
 from lm_latent.data.example import Example
 from lm_latent.data.readers.records import Record
+from lm_latent.data.readers.renaming import queried_renaming
 from lm_latent.data.readers.text import last_boxed, split_steps, strip_calculator
 
 GSM8K_ANSWER_MARK = "#### "
@@ -80,6 +82,20 @@ def coconut(rec: Record, ctx: Context) -> Example:
     fields stay in ``meta``."""
     used = ("question", "steps", "answer")
     return _example(rec, ctx, rec.get("question", str), rec.str_list("steps"), rec.get("answer", str), used)
+
+
+def prosqa_queried_tom(rec: Record, ctx: Context) -> Example:
+    """ProsQA read with the queried person renamed "Tom" (:mod:`lm_latent.data.readers.renaming`):
+    question, steps, answer and the graph's ``idx_to_symbol`` alike."""
+    ex = coconut(rec, ctx)
+    edit = queried_renaming(ex.question)
+    if edit is None:
+        raise rec.error("the question does not end 'Is <name> a <concept> or <concept>?'", "question")
+    meta = dict(ex.meta)
+    if isinstance(meta.get("idx_to_symbol"), list):
+        meta["idx_to_symbol"] = [edit(s) if isinstance(s, str) else s for s in meta["idx_to_symbol"]]
+    return dataclasses.replace(ex, question=edit(ex.question), steps=tuple(map(edit, ex.steps)),
+                               answer=edit(ex.answer), meta=meta)
 
 
 def answer_only(rec: Record, ctx: Context) -> Example | Skip:
@@ -157,6 +173,7 @@ SOURCES: dict[str, SourceSpec] = {
     "math": SourceSpec(math, "idx"),
     "math500": SourceSpec(math500, "unique_id"),
     "prosqa": SourceSpec(coconut),
+    "prosqa_queried_tom": SourceSpec(prosqa_queried_tom),  # ProsQA, the queried person renamed "Tom"
     "prontoqa": SourceSpec(coconut),
     "maze": SourceSpec(coconut),  # the same three fields; the maze's own fields stay in meta
     "fresh_gaokao_math_2023": SourceSpec(answer_only, "question_number"),
