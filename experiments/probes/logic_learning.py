@@ -56,6 +56,7 @@ import torch
 from lm_latent.data.generators import GENERATORS, write_json
 from lm_latent.data.maze.world import parse_prompt
 from lm_latent.data.readers import read_examples
+from lm_latent.data.readers.renaming import queried_renaming
 from lm_latent.data.tokenization import full_text, load_tokenizer, tokenize_examples, train_tokenizer
 from lm_latent.evaluation.maze import optimal_moves_of, score_plan
 
@@ -86,7 +87,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--loss-on-prompt", action="store_true",
                    help="next-token loss on the question too (default: on chain and answer only)")
     p.add_argument("--max-new", type=int, default=0, help="tokens generated per held-out problem (0: 8 with --sol-only, else 110)")
-    p.add_argument("--eval-every", type=int, default=300)
+    p.add_argument("--eval-every", type=int, default=300, help="steps between curriculum-stage checks and reports")
+    p.add_argument("--report-every", type=int, default=0,
+                   help="steps between the target's (and --official's) scores, a multiple of --eval-every (0: the"
+                        " same); long official chains take minutes to decode, the stage check does not")
     p.add_argument("--show", type=int, default=0, help="print this many held-out generations at each evaluation")
     p.add_argument("--official", default="", help="a staged file to score as well")
     p.add_argument("--seed", type=int, default=0)
@@ -105,7 +109,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--start-stage", type=int, default=0, help="curriculum stage to start in (with --init)")
     p.add_argument("--curriculum", default="[]", help="JSON list of easier option overrides, trained first")
     p.add_argument("--advance-at", type=float, default=0.95, help="held-out accuracy that ends a curriculum stage")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.report_every % args.eval_every:
+        p.error(f"--report-every {args.report_every} is not a multiple of --eval-every {args.eval_every}")
+    return args
 
 
 class Probe:
@@ -257,10 +264,15 @@ class Probe:
             loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
             if step % a.eval_every == 0:
                 t_eval = time.time()
-                reached = self.report(f"step {step} ({step * a.batch} problems, {tokens / (t_eval - t0):.0f} tok/s) loss {loss_avg:.3f}")
+                head = f"step {step} ({step * a.batch} problems, {tokens / (t_eval - t0):.0f} tok/s) loss {loss_avg:.3f}"
+                if step % (a.report_every or a.eval_every) == 0:
+                    reached = self.report(head)
+                    if a.stop_at and self.stage == len(self.stages) - 1 and reached >= a.stop_at:
+                        self.save()
+                        break
+                else:
+                    print(head, flush=True)
                 self.save()
-                if a.stop_at and self.stage == len(self.stages) - 1 and reached >= a.stop_at:
-                    break
                 if self.stage < len(self.stages) - 1:
                     reached = self.evaluate(self.stage_heldout[self.stage])["accuracy"]
                     print(f"  curriculum stage {self.stage}: held-out accuracy {reached:.3f}", flush=True)
@@ -334,16 +346,9 @@ def question_first(row: dict) -> dict:
 
 def queried_as_tom(row: dict) -> dict:
     """A ProsQA row whose queried person is called "Tom" (the two names swapped where someone else is
-    Tom): the person to look up is then a fixed token, not a name to match against the question's,
-    which asks whether matching names in context is what a narrow model cannot learn. A probe of the
-    text, computed from the question alone."""
-    name = re.search(r"Is (\w+) a \w+ or \w+\?$", row["question"]).group(1)
-    swap = {name: "Tom", "Tom": name}
-
-    def edit(text: str) -> str:
-        return re.sub(rf"\b({name}|Tom)\b", lambda m: swap[m.group(1)], text)
-
-    return rewritten(row, edit)
+    Tom): the person to look up is then a fixed token, not a name to match against the question's.
+    The probe's form of the pipeline's ``prosqa_queried_tom`` reader (one renaming for both)."""
+    return rewritten(row, queried_renaming(row["question"]))
 
 
 # A stage's probe keys that rewrite each generated row (several may be set; applied in this order).
