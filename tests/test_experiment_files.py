@@ -73,7 +73,7 @@ PUBLIC_ARCHITECTURES = {
     "Llama-3.1-8B": {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
                      "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256,
                      "max_position_embeddings": 131072, "rope_theta": 500000.0, "tie_word_embeddings": False},
-    # experiments/results/prontoqa_warm.yaml's warm start: the curriculum probe's small Llama
+    # experiments/results/prontoqa_warm.yaml's and prosqa_warm.yaml's warm start: the curriculum probe's small Llama
     # (experiments/probes/logic_learning.py's defaults, the word vocabulary of the official shape).
     "curriculum_llama": {"model_type": "llama", "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4,
                          "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 183,
@@ -151,8 +151,9 @@ class StandIns:
                 from lm_latent.data.readers import read_examples
                 from lm_latent.data.tokenization import full_text, load_tokenizer, train_tokenizer
 
-                train_tokenizer((full_text(e) for e in read_examples("prontoqa", self.data_file("prontoqa"))),
-                                out, kind="word")
+                # The words of both logic tasks (prontoqa_warm.yaml and prosqa_warm.yaml share the name).
+                texts = [full_text(e) for task in ("prontoqa", "prosqa") for e in read_examples(task, self.data_file(task))]
+                train_tokenizer(texts, out, kind="word")
                 spec["vocab_size"] = max(spec["vocab_size"], len(load_tokenizer(out)))
             else:
                 for f in self.tokenizer_dir.iterdir():
