@@ -100,6 +100,25 @@ def test_a_constant_answer_is_the_share_of_the_most_common_gold():
     assert constant_answer_rate([]) is None
 
 
+def test_a_constant_prosqa_answer_is_always_the_same_option(shared_data):
+    """ProsQA's answers name the person, so as text they are all different; a constant policy picks
+    the first (or the second) option of "Is Tom a A or B?", and the floor counts that."""
+    from lm_latent.data.readers import read_examples
+    from lm_latent.evaluation.chance import constant_answer_rate
+
+    questions = ["Tom is a b. Is Tom a b or c?", "Ann is a c. Is Ann a b or c?", "Bo is a d. Is Bo a d or e?"]
+    assert constant_answer_rate(["Tom is a b.", "Ann is a c.", "Bo is a d."], questions) == pytest.approx(2 / 3)
+    assert constant_answer_rate(["Tom is a b.", "Ann is a c.", "Bo is a d."]) == pytest.approx(1 / 3)
+    # Questions without two options keep the plain count (ProntoQA's True/False).
+    assert constant_answer_rate(["True", "False", "True"], ["True or false: x.", "True or false: y.", "?"]) == \
+        pytest.approx(2 / 3)
+    official = read_examples("prosqa", shared_data / "prosqa" / "valid.json")
+    golds, questions = [e.answer for e in official], [e.question for e in official]
+    assert constant_answer_rate(golds, questions) == pytest.approx(156 / 300)  # the second option on 156 of 300
+    with pytest.raises(ValueError):
+        constant_answer_rate(golds, questions[:-1])
+
+
 def test_rows_or_per_example_files_give_the_constant_answer(tmp_path):
     from lm_latent.pipeline.report import set_constant_answers
 

@@ -6,11 +6,14 @@ by guessing.
 
 A set's own answers can sit off that level: where 55% of the gold answers are "False", answering
 "False" every time scores 55%, so a model at 54% has learned nothing even though it is above the coin.
-:func:`constant_answer_rate` is that second floor, measured on the set itself.
+:func:`constant_answer_rate` is that second floor, measured on the set itself. A ProsQA answer names
+the person ("Tom is a lempus."), so no two answers are alike as text; what a constant policy can give
+there is always the first (or always the second) option of the question, and that is what is counted.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 
@@ -35,9 +38,26 @@ def chance_level(task: str | None) -> float | None:
         return None
 
 
-def constant_answer_rate(golds: Iterable[str]) -> float | None:
+def constant_answer_rate(golds: Iterable[str], questions: Iterable[str] | None = None) -> float | None:
     """Share of a set's examples whose gold answer is its most common one: the best a model that
-    always gives the same answer can score there. None for an empty set."""
-    counts = Counter(str(g).strip() for g in golds)
+    always gives the same answer can score there. With ``questions``, a gold answer that ends with one
+    of the two options of a question ending "... a <A> or <B>?" (ProsQA) counts as that option's
+    position. None for an empty set."""
+    golds = [str(g).strip() for g in golds]
+    keys = golds if questions is None else [_answer_key(g, q) for g, q in zip(golds, questions, strict=True)]
+    counts = Counter(keys)
     total = sum(counts.values())
     return counts.most_common(1)[0][1] / total if total else None
+
+
+_TWO_OPTIONS = re.compile(r" a (\w+) or (\w+)\?$")
+
+
+def _answer_key(gold: str, question: str) -> str:
+    """The option position (``"option 1"``/``"option 2"``) a gold answer names, else the answer itself."""
+    found = _TWO_OPTIONS.search(question.strip())
+    if found:
+        for position, option in enumerate(found.groups(), start=1):
+            if re.search(rf"\b{re.escape(option)}\W*$", gold):
+                return f"option {position}"
+    return gold

@@ -107,8 +107,13 @@ def set_constant_answers(runs: dict[str, dict[str, dict]], run_dir: Path | None 
     whose rows predate ``constant_answer``, from the gold answers in the per-example files."""
     from lm_latent.evaluation.chance import constant_answer_rate
 
-    return _per_set(runs, run_dir, "constant_answer", lambda per_example: constant_answer_rate(
-        r["gold"] for r in per_example.get("results", []) if "gold" in r))
+    def from_file(per_example: dict) -> float | None:
+        rows = [r for r in per_example.get("results", []) if "gold" in r]
+        if all("question" in r for r in rows):
+            return constant_answer_rate([r["gold"] for r in rows], [r["question"] for r in rows])
+        return constant_answer_rate(r["gold"] for r in rows)
+
+    return _per_set(runs, run_dir, "constant_answer", from_file)
 
 
 def _per_set(runs: dict[str, dict[str, dict]], run_dir: Path | None, field: str, from_file) -> dict[str, Any]:

@@ -303,7 +303,8 @@ class Pipeline:
                 "seconds_per_example": r["seconds_per_example"],
                 "task": sets[name]["task"],  # its chance level in the plot
                 # What always giving the set's most common answer scores: the plot's second floor.
-                "constant_answer": constant_answer_rate(x["gold"] for x in r["results"]),
+                "constant_answer": constant_answer_rate([x["gold"] for x in r["results"]],
+                                                        [x["question"] for x in r["results"]]),
                 # Task-specific figures beside the accuracy (mazes: greedy feasibility and optimality).
                 **{k: r[k] for k in EXTRA_RESULT_FIELDS if k in r},
             }
