@@ -128,6 +128,17 @@ def test_prosqa_vocabulary_is_the_official_one(official_prosqa: list[dict], pros
     assert set(official_prosqa[0]) == PROSQA_KEYS
 
 
+def test_prosqa_query_is_parsed_from_official_and_generated_questions(
+    official_prosqa: list[dict], prosqa_records: list[dict]
+) -> None:
+    for r in official_prosqa + prosqa_records:
+        s = r["idx_to_symbol"]
+        person, *options = prosqa.parse_query(r["question"] + " ")  # trailing space is tolerated
+        assert person == s[r["root"]] and set(options) == {s[r["target"]], s[r["neg_target"]]}
+    assert prosqa.parse_query("Tom is a wumpus. Is Tom a wumpus or a lempus?") is None
+    assert prosqa.parse_query("Is Tom a wumpus or lempus? Tom is a wumpus.") is None
+
+
 def test_prosqa_statistics_match_the_official_valid_split(
     official_prosqa: list[dict], prosqa_records: list[dict]
 ) -> None:

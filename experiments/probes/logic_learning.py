@@ -54,6 +54,7 @@ from pathlib import Path
 import torch
 
 from lm_latent.data.generators import GENERATORS, write_json
+from lm_latent.data.generators.prosqa import parse_query
 from lm_latent.data.maze.world import parse_prompt
 from lm_latent.data.readers import read_examples
 from lm_latent.data.readers.renaming import queried_renaming
@@ -315,7 +316,7 @@ def queried_person_only(row: dict) -> dict:
     dropped; rules stay): a stage where the answer is the option stated of that person, found without
     telling two people apart. The graph fields are left as they are (the probe reads text only)."""
     *sentences, question = re.split(r"(?<=\.) ", row["question"])
-    name = re.match(r"Is (\w+) a ", question).group(1)
+    name = parse_query(question)[0]
     kept = [s for s in sentences if s.startswith("Every ") or s.startswith(name + " ")]
     return dict(row, question=" ".join([*kept, question]))
 

@@ -25,6 +25,8 @@ import re
 import statistics
 from typing import Iterable, Mapping
 
+from lm_latent.data.generators.prosqa import parse_query
+
 LOGIC_TASKS = ("prosqa", "prontoqa")
 CHECKS = {
     "prosqa": ("rules_in_question", "answer_names_entity", "answer_is_an_option"),
@@ -33,7 +35,6 @@ CHECKS = {
 _NEED_A_CHAIN = {"rules_in_question", "ends_at_query", "answer_follows_chain"}
 
 _PRONTOQA_QUERY = re.compile(r"True or false: (\w+) is (not )?(\w+)\.\s*$")
-_PROSQA_QUERY = re.compile(r"Is (\w+) an? (\w+) or (\w+)\?\s*$")
 
 
 def _split(text: str) -> tuple[list[str], str]:
@@ -49,11 +50,10 @@ def check_chain(task: str, question: str, text: str) -> dict[str, float | None]:
     """The checks of ``task`` for one generation (``rules_in_question`` is None without rule sentences)."""
     if task not in CHECKS:
         raise ValueError(f"chain checks exist for {LOGIC_TASKS}, not '{task}'")
-    pattern = _PRONTOQA_QUERY if task == "prontoqa" else _PROSQA_QUERY
-    query = pattern.search(question)
+    query = parse_query(question) if task == "prosqa" else _PRONTOQA_QUERY.search(question)
     if query is None:
         raise ValueError(f"{task} question does not end with its query: ...{question[-80:]!r}")
-    entity = query.group(1)
+    entity = query[0] if task == "prosqa" else query.group(1)
     sentences, answer = _split(text)
     rules = [s for s in sentences if not s.startswith(entity + " ")]
     out: dict[str, float | None] = {
@@ -61,7 +61,7 @@ def check_chain(task: str, question: str, text: str) -> dict[str, float | None]:
     }
     if task == "prosqa":
         out["answer_names_entity"] = float(answer.startswith(f"{entity} is a "))
-        out["answer_is_an_option"] = float(answer in {f"{entity} is a {o}." for o in query.group(2, 3)})
+        out["answer_is_an_option"] = float(answer in {f"{entity} is a {o}." for o in query[1:]})
         return out
     negated, prop = query.group(2) is not None, query.group(3)
     last = sentences[-1] if sentences else ""

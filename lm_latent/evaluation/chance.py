@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from lm_latent.data.generators.prosqa import parse_query
 from lm_latent.evaluation.answers import resolve_task
 
 CHANCE: dict[str, float] = {
@@ -50,14 +51,11 @@ def constant_answer_rate(golds: Iterable[str], questions: Iterable[str] | None =
     return counts.most_common(1)[0][1] / total if total else None
 
 
-_TWO_OPTIONS = re.compile(r" a (\w+) or (\w+)\?$")
-
-
 def _answer_key(gold: str, question: str) -> str:
     """The option position (``"option 1"``/``"option 2"``) a gold answer names, else the answer itself."""
-    found = _TWO_OPTIONS.search(question.strip())
-    if found:
-        for position, option in enumerate(found.groups(), start=1):
+    query = parse_query(question)
+    if query:
+        for position, option in enumerate(query[1:], start=1):
             if re.search(rf"\b{re.escape(option)}\W*$", gold):
                 return f"option {position}"
     return gold

@@ -26,6 +26,7 @@ import heapq
 import inspect
 import math
 import random
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -262,6 +263,18 @@ def concept_names(rng: random.Random, k: int, base: tuple[str, ...] = CONCEPT_NA
     if k > len(pool):
         raise ValueError(f"cannot name {k} distinct concepts (at most {len(pool)})")
     return rng.sample(pool, k)
+
+
+# The query every ProsQA question ends with (see ``_example``); ``parse_query`` is its one parser.
+_QUERY = re.compile(r"Is (\w+) a (\w+) or (\w+)\?$")
+
+
+def parse_query(question: str) -> tuple[str, str, str] | None:
+    """``(person, first option, second option)`` of a question ending "Is <person> a <A> or <B>?",
+    or None when it does not end so. Readers, the constant-answer floor and the chain checks all read
+    the query here, so they agree on what a ProsQA question is."""
+    found = _QUERY.search(question.rstrip())
+    return found.groups() if found else None
 
 
 def _fact(names: list[str], person: list[bool], a: int, b: int) -> str:

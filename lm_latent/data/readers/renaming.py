@@ -16,17 +16,18 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from lm_latent.data.generators.prosqa import parse_query
+
 QUERIED_NAME = "Tom"
-_QUESTION = re.compile(r"Is (\w+) a \w+ or \w+\?$")
 
 
 def queried_renaming(question: str, to: str = QUERIED_NAME) -> Callable[[str], str] | None:
     """A text edit that swaps the queried person's name with ``to`` (whole words), or None when the
     question does not end "Is <name> a <concept> or <concept>?"."""
-    found = _QUESTION.search(question)
-    if found is None:
+    query = parse_query(question)
+    if query is None:
         return None
-    name = found.group(1)
+    name = query[0]
     if name == to:
         return lambda text: text
     swap = {name: to, to: name}
