@@ -84,6 +84,9 @@ class AccuracyCallback(Callback):
             strategy without codes (the datamodule's ``strategy.needs_codes`` is False: CoT,
             Sol-Only), which decodes with m = 0: its latent rows were never trained, so they are
             ruled out rather than left to chance. Needs a model with latent tokens when > 0.
+        latent_decision: ``token`` (plain greedy, the paper's) or ``mass``: inside a latent run,
+            another code when the codes together outweigh ``<eoLatent>``
+            (:class:`~lm_latent.finetune.generation.LatentRunByMass`); greedy, free decoding only.
     """
 
     default_dataset: str | None = None
@@ -108,6 +111,7 @@ class AccuracyCallback(Callback):
         results_file: str | Path | None = None,
         examples: Sequence[Example] | None = None,
         force_latent: int | None = None,
+        latent_decision: str = "token",
     ) -> None:
         super().__init__()
         self.task = resolve_task(task)
@@ -121,6 +125,8 @@ class AccuracyCallback(Callback):
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if decoding not in DECODINGS:
             raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
+        if latent_decision not in ("token", "mass") or (latent_decision == "mass" and decoding != "greedy"):
+            raise ValueError(f"latent_decision must be 'token' or, with greedy decoding, 'mass'; got {latent_decision!r}")
         if force_latent is not None and force_latent < 0:
             raise ValueError(f"force_latent must be >= 0 or None, got {force_latent}")
         if isinstance(stages, str):
@@ -142,6 +148,7 @@ class AccuracyCallback(Callback):
         self.synced_generation = synced_generation
         self.results_file = None if results_file is None else Path(results_file)
         self.force_latent = force_latent
+        self.latent_decision = latent_decision
         self._forced_now = force_latent  # what the current evaluation uses (:meth:`forced_m`)
         self._examples: list[Example] | None = None if examples is None else list(examples)[:subset]
         self._codebook = None
@@ -273,7 +280,7 @@ class AccuracyCallback(Callback):
             **{k: (int(v) if k == "n" else v) for k, v in values.items()},
             "seconds": seconds, "seconds_per_example": seconds / n if n else float("nan"),
             "decoding": self.decoding, "max_new_tokens": self.max_new_tokens, "force_latent": self._forced_now,
-            "results": self.last_results,
+            "latent_decision": self.latent_decision, "results": self.last_results,
         }
         self.results_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.results_file.with_suffix(self.results_file.suffix + ".tmp")
@@ -290,6 +297,8 @@ class AccuracyCallback(Callback):
             seed=self.seed,
             synced_gpus=synced,
             force_latent=self._forced_now,
+            # A forced m (a text-only model's m = 0 included) leaves no run to decide.
+            latent_decision=self.latent_decision if self._forced_now is None else "token",
         )
         if hasattr(pl_module, "generate"):
             return pl_module.generate(prompts, **kwargs)
