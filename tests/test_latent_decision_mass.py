@@ -61,3 +61,13 @@ def test_mass_is_for_free_greedy_decoding_only():
         generate(None, None, ["q"], _vocab(), latent_decision="mass", force_latent=1)
     with pytest.raises(ValueError, match="latent_decision"):
         generate(None, None, ["q"], _vocab(), latent_decision="sum")
+
+
+def test_an_evaluation_set_checks_its_latent_decision():
+    from lm_latent.evaluation.callbacks import AccuracyCallback
+
+    assert AccuracyCallback("prosqa", file="valid.json", latent_decision="mass").latent_decision == "mass"
+    with pytest.raises(ValueError, match="latent_decision"):
+        AccuracyCallback("prosqa", file="valid.json", latent_decision="sum")
+    with pytest.raises(ValueError, match="latent_decision"):
+        AccuracyCallback("prosqa", file="valid.json", latent_decision="mass", decoding="top_k")

@@ -39,6 +39,7 @@ from lm_latent.data.example import Example
 from lm_latent.data.tokenization import prompt_text
 from lm_latent.evaluation.answers import TASK_OF_DATASET, is_correct, resolve_task
 from lm_latent.evaluation.metrics import GenerationAccuracy, shard_indices
+from lm_latent.finetune.generation import LATENT_DECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,9 @@ class AccuracyCallback(Callback):
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if decoding not in DECODINGS:
             raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
-        if latent_decision not in ("token", "mass") or (latent_decision == "mass" and decoding != "greedy"):
-            raise ValueError(f"latent_decision must be 'token' or, with greedy decoding, 'mass'; got {latent_decision!r}")
+        if latent_decision not in LATENT_DECISIONS or (latent_decision == "mass" and decoding != "greedy"):
+            raise ValueError(f"latent_decision must be one of {LATENT_DECISIONS} ('mass' with greedy decoding); "
+                             f"got {latent_decision!r}")
         if force_latent is not None and force_latent < 0:
             raise ValueError(f"force_latent must be >= 0 or None, got {force_latent}")
         if isinstance(stages, str):
