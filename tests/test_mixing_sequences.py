@@ -24,6 +24,11 @@ def z(code: int) -> int:
     return VOCAB.first_latent_id + code
 
 
+def test_code_ids_are_the_code_tokens_in_code_order():
+    assert VOCAB.code_ids.tolist() == [VOCAB.code_to_id(c) for c in range(VOCAB.num_codes)]
+    assert VOCAB.bo_id not in VOCAB.code_ids.tolist() and VOCAB.eo_id not in VOCAB.code_ids.tolist()
+
+
 @pytest.mark.parametrize(
     "k, expected_rest",
     [

@@ -37,11 +37,10 @@ def decisions(model, tokenizer, vocab, question: str, codes: list[int]) -> list[
     prompt = tokenizer(prompt_text(question), add_special_tokens=False)["input_ids"]
     ids = prompt + [vocab.bo_id] + [vocab.code_to_id(c) for c in codes]
     probs = model(torch.tensor([ids])).logits[0].float().softmax(-1)
-    first, n = vocab.first_latent_id, vocab.num_codes
     out = []
     for j in range(1, len(codes) + 1):  # the position after j codes decides code j + 1 or <eoLatent>
         p = probs[len(prompt) + j]
-        code_mass = p[first : first + n]
+        code_mass = p[vocab.code_ids]
         out.append({"codes_written": j, "eo": p[vocab.eo_id].item(), "codes": code_mass.sum().item(),
                     "top_code": code_mass.max().item()})
     return out

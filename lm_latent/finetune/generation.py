@@ -99,8 +99,7 @@ class ForceLatentCount:
         if m < 0:
             raise ValueError(f"force_latent must be >= 0, got {m}")
         self.m, self.vocab, self.prompt_width = m, latent_vocab, prompt_width
-        first = latent_vocab.first_latent_id
-        self.codes = torch.arange(first, first + latent_vocab.num_codes)
+        self.codes = latent_vocab.code_ids
         self.latent_ids = torch.cat([self.codes, torch.tensor([latent_vocab.bo_id, latent_vocab.eo_id])])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -129,8 +128,7 @@ class LatentRunByMass:
     """
 
     def __init__(self, latent_vocab: LatentVocab) -> None:
-        first = latent_vocab.first_latent_id
-        self.codes = torch.arange(first, first + latent_vocab.num_codes)
+        self.codes = latent_vocab.code_ids
         self.bo_id, self.eo_id = latent_vocab.bo_id, latent_vocab.eo_id
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:

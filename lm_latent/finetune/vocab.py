@@ -70,7 +70,7 @@ def extend_vocabulary(
     # Seeded draws come from a CPU generator whatever device the model is built on (a Lightning
     # strategy's init context may make CUDA the default device), so the new rows depend on the seed only.
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    latent_ids = torch.arange(vocab.first_latent_id, vocab.first_latent_id + num_codes, device="cpu")
+    latent_ids = vocab.code_ids
     delim_ids = torch.tensor([vocab.bo_id, vocab.eo_id], device="cpu")
     matrices = [model.get_input_embeddings()]
     if not tied and model.get_output_embeddings() is not None:

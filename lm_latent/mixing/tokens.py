@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 BO_LATENT = "<boLatent>"
 EO_LATENT = "<eoLatent>"
 
@@ -24,6 +26,11 @@ class LatentVocab:
     num_codes: int
     bo_id: int
     eo_id: int
+
+    @property
+    def code_ids(self) -> torch.Tensor:
+        """The K code tokens' ids, in code order (a CPU tensor: move it where it is used)."""
+        return torch.arange(self.first_latent_id, self.first_latent_id + self.num_codes)
 
     def code_to_id(self, code: int) -> int:
         if not 0 <= code < self.num_codes:
