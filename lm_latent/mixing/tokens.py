@@ -29,8 +29,9 @@ class LatentVocab:
 
     @property
     def code_ids(self) -> torch.Tensor:
-        """The K code tokens' ids, in code order (a CPU tensor: move it where it is used)."""
-        return torch.arange(self.first_latent_id, self.first_latent_id + self.num_codes)
+        """The K code tokens' ids, in code order. On the CPU whatever the default device (a strategy's
+        init context may make it CUDA): callers move it where they use it."""
+        return torch.arange(self.first_latent_id, self.first_latent_id + self.num_codes, device="cpu")
 
     def code_to_id(self, code: int) -> int:
         if not 0 <= code < self.num_codes:
